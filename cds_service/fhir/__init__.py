@@ -1,0 +1,1 @@
+"""Reading FHIR: the client, prefetch handling, and extraction of engine facts."""

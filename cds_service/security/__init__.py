@@ -1,0 +1,1 @@
+"""Caller authentication (CDS Hooks JWT), issuer registry and the fhirServer allowlist."""

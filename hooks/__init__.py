@@ -1,0 +1,1 @@
+"""The CDS services: one module per service (discovery entry and handle())."""

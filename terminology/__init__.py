@@ -1,0 +1,1 @@
+"""Value sets and code recognition for the codes real EHRs send."""
