@@ -12,25 +12,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cds_service.engine.settings import ClinicalSettings
 from cds_service.errors import ConfigurationError
 
 PREFIX = "MGCDS_"
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ClinicalSettings:
-    """The configurable clinical thresholds (clinical-rules.md marks them *configurable*); defaults are the rules'."""
-
-    magnesium_window_days: int = 90
-    renal_window_days: int = 365
-    alcohol_window_days: int = 365
-    ionized_low_mmol_l: float = 0.44  # [GRE96]
-    ionized_high_mmol_l: float = 0.59  # [GRE96]
-    serum_mg_test_loinc: str = "19123-9"  # alternative: 2601-3
-    ionized_mg_test_loinc: str = "73573-8"
-    supplement_elemental_mg_per_day: int = 300  # [PIC20] trial doses 250-400 mg/day
 
 
 @dataclass(frozen=True)
