@@ -1,3 +1,93 @@
-"""MgCDS: a CDS Hooks 2.0 service for magnesium depletion risk."""
+"""MgCDS: a CDS Hooks 2.0 service for magnesium depletion risk.
+
+``create_app(settings)`` is the app factory (no module-level app): it chooses the real or in-memory implementation
+of each collaborator and wires them; tests pass their own settings and collaborators.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+
+from cds_service.config import Settings, load_settings
+from cds_service.errors import ConfigurationError
+from cds_service.fhir.client import FhirClient
+from cds_service.runtime import Authenticator, FhirServerGuard, Runtime, new_uuid, utc_now
+
+log = logging.getLogger("mgcds")
+
+
+def build_fhir_client(settings: Settings, guard: FhirServerGuard | None) -> FhirClient:
+    """The process's one FHIR client, with the settings' timeouts, caps and cache."""
+    return FhirClient(
+        timeout_seconds=settings.fhir_timeout_seconds,
+        page_cap=settings.fhir_page_cap,
+        max_entries=settings.fhir_max_entries,
+        cache_ttl_seconds=settings.fhir_cache_ttl_seconds,
+        cache_size=settings.fhir_cache_size,
+        max_concurrency=settings.fhir_max_concurrency,
+        redirect_check=guard.check_redirect if guard is not None else None,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    audit_log: Any = None,
+    fhir_client: FhirClient | None = None,
+    terminology: Any = None,
+    authenticate: Authenticator | None = None,
+    fhir_guard: FhirServerGuard | None = None,
+    clock: Callable[[], datetime] | None = None,
+    id_factory: Callable[[], str] | None = None,
+) -> Flask:
+    """Build the Flask app from explicit settings (read from the environment when None)."""
+    from cds_service.api import register_api
+    from cds_service.recording import AuditRecorder
+    from cds_service.security.wiring import build_authenticator, build_fhir_guard
+    from hooks import build_registry
+    from terminology import default_terminology
+
+    settings = settings or load_settings()
+    if not settings.dev and settings.trusted_issuers_path is None and authenticate is None:
+        raise ConfigurationError(
+            "MGCDS_TRUSTED_ISSUERS is not set: callers cannot be authenticated. "
+            "Set it to the issuer registry JSON, or run `mgcds serve --dev` for local development only."
+        )
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+
+    terminology = terminology or default_terminology()
+    guard = fhir_guard or build_fhir_guard(settings)
+    if authenticate is None:
+        authenticate = build_authenticator(settings)
+    if audit_log is None:
+        from cds_service.audit.log import open_audit_log
+
+        audit_log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path)
+
+    runtime = Runtime(
+        settings=settings,
+        fhir_client=fhir_client or build_fhir_client(settings, guard),
+        terminology=terminology,
+        authenticate=authenticate,
+        fhir_guard=guard,
+        audit_log=audit_log,
+        clock=clock or utc_now,
+        id_factory=id_factory or new_uuid,
+    )
+
+    app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["mgcds.settings"] = settings
+    app.extensions["mgcds.runtime"] = runtime
+    app.extensions["mgcds.services"] = build_registry(terminology.prefetch_observation_codes())
+    app.extensions["mgcds.audit_recorder"] = AuditRecorder(audit_log, clock=runtime.clock)
+    register_api(app, settings)
+    if settings.dev:
+        log.warning("MgCDS is running in DEVELOPMENT MODE: callers are not authenticated. Never use it with PHI.")
+    return app

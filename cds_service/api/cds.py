@@ -1,0 +1,184 @@
+"""CDS Hooks endpoints: discovery, service invocation, feedback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from pydantic import ValidationError
+
+from cds_service.api.models import CardsResponse, FeedbackRequest, HookRequest
+from cds_service.errors import (
+    BadRequest,
+    ClientError,
+    MgCDSError,
+    NotFound,
+    PayloadTooLarge,
+    PrerequisiteFailed,
+    UnsupportedMediaType,
+)
+from cds_service.runtime import CallerIdentityLike, Runtime
+from hooks import HookOutcome, ServiceRegistry
+
+log = logging.getLogger("mgcds.api")
+
+bp = Blueprint("cds", __name__)
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["mgcds.runtime"]
+    return runtime
+
+
+def _registry() -> ServiceRegistry:
+    registry: ServiceRegistry = current_app.extensions["mgcds.services"]
+    return registry
+
+
+def validation_message(exc: ValidationError) -> tuple[str, str]:
+    """The first validation error as (dotted field path, message) for a 400 body."""
+    first = exc.errors(include_url=False)[0]
+    path = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    return path, f"{path}: {first.get('msg', 'invalid')}"
+
+
+def read_json_body() -> Any:
+    """The request body as JSON, with 415/413/400 for the wrong media type, size or syntax."""
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+    limit = _runtime().settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the body is not UTF-8", field="body") from exc
+    except RecursionError as exc:
+        raise BadRequest("the JSON body is nested too deeply", field="body") from exc
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", field="body") from exc
+
+
+def _audience(service_id: str, suffix: str = "") -> str:
+    base = _runtime().settings.public_base_url.rstrip("/")
+    return f"{base}/cds-services/{service_id}{suffix}"
+
+
+def _authenticate(service_id: str, suffix: str = "") -> CallerIdentityLike | None:
+    caller = _runtime().authenticate(request.headers.get("Authorization"), _audience(service_id, suffix))
+    g.mgcds_caller = caller
+    return caller
+
+
+@bp.get("/cds-services")
+def discovery() -> Response:
+    """CDS Hooks discovery: the services this endpoint offers."""
+    return jsonify({"services": _registry().discovery()})
+
+
+@bp.post("/cds-services/<service_id>")
+def invoke(service_id: str) -> tuple[Response, int]:
+    """Call a CDS service with a hook request; answer with cards."""
+    runtime = _runtime()
+    started = time.perf_counter()
+    service = _registry().get(service_id)
+    hook_request: HookRequest | None = None
+    caller: CallerIdentityLike | None = None
+    try:
+        if service is None:
+            raise NotFound(f"no CDS service with id {service_id!r}", field="id")
+        caller = _authenticate(service_id)
+        body = read_json_body()
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object (a CDS Hooks request)", field="body")
+        try:
+            hook_request = HookRequest.model_validate(body)
+        except ValidationError as exc:
+            field, message = validation_message(exc)
+            raise BadRequest(message, field=field) from exc
+        g.mgcds_hook_instance = hook_request.hookInstance
+        if hook_request.hook != service.definition.hook:
+            raise BadRequest(
+                f"hook {hook_request.hook!r} does not match service {service_id!r} ({service.definition.hook})",
+                field="hook",
+            )
+        try:
+            hook_request.require_context(service.definition.hook)
+        except ValueError as exc:
+            raise BadRequest(str(exc), field="context") from exc
+        if hook_request.fhirServer:
+            # Refuse before any outbound request is made (SSRF): the guard raises FhirServerNotAllowed.
+            runtime.fhir_guard.check(hook_request.fhirServer, caller)
+        outcome = service.handle(hook_request, runtime, caller)
+        response = CardsResponse.model_validate({"cards": outcome.cards})
+    except (ClientError, PrerequisiteFailed) as exc:
+        _record_failure(service_id, hook_request, caller, exc, started)
+        raise
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    _record_call(service_id, hook_request, caller, outcome, 200, elapsed_ms)
+    log.info(
+        "hook answered service=%s hookInstance=%s cards=%s ms=%.1f",
+        service_id,
+        hook_request.hookInstance,
+        ",".join(c["uuid"] for c in outcome.cards) or "-",
+        elapsed_ms,
+    )
+    return jsonify(response.model_dump(mode="json", exclude_none=True)), 200
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> tuple[Response, int]:
+    """Receive the clinician's feedback on cards (accepted or overridden)."""
+    if _registry().get(service_id) is None:
+        raise NotFound(f"no CDS service with id {service_id!r}", field="id")
+    caller = _authenticate(service_id, "/feedback")
+    body = read_json_body()
+    # Some EHRs send one feedback object instead of the spec's {"feedback": [...]}: accept both.
+    if isinstance(body, dict) and "feedback" not in body and "card" in body:
+        body = {"feedback": [body]}
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with a feedback array", field="body")
+    try:
+        parsed = FeedbackRequest.model_validate(body)
+    except ValidationError as exc:
+        field, message = validation_message(exc)
+        raise BadRequest(message, field=field) from exc
+    recorder = current_app.extensions["mgcds.audit_recorder"]
+    for item in parsed.feedback:
+        recorder.record_feedback(service_id, item, caller)
+    log.info("feedback received service=%s items=%d", service_id, len(parsed.feedback))
+    return jsonify({"received": len(parsed.feedback)}), 200
+
+
+def _record_call(
+    service_id: str,
+    hook_request: HookRequest | None,
+    caller: CallerIdentityLike | None,
+    outcome: HookOutcome,
+    status: int,
+    elapsed_ms: float,
+) -> None:
+    recorder = current_app.extensions["mgcds.audit_recorder"]
+    recorder.record_call(service_id, hook_request, caller, outcome, status, elapsed_ms, None)
+
+
+def _record_failure(
+    service_id: str,
+    hook_request: HookRequest | None,
+    caller: CallerIdentityLike | None,
+    exc: MgCDSError,
+    started: float,
+) -> None:
+    status = int(getattr(exc, "status", 400))
+    error = f"{getattr(exc, 'error', 'error')}: {getattr(exc, 'message', str(exc))}"
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    recorder = current_app.extensions["mgcds.audit_recorder"]
+    recorder.record_call(service_id, hook_request, caller, None, status, elapsed_ms, error)

@@ -1,0 +1,289 @@
+"""`mgcds evaluate`: run a hook for one patient without an EHR (a request file, any FHIR Bundle, or a live server).
+
+It goes through exactly the pipeline the HTTP service uses (prefetch -> facts -> engine -> cards), so what it prints
+is what an EHR would get. Bad input gets one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from cds_service.api.models import HookRequest
+from cds_service.config import Settings
+from cds_service.errors import BadRequest, MgCDSError, PrerequisiteFailed
+from cds_service.fhir.client import FhirClient, iter_bundle_resources
+from hooks import HookOutcome, RegisteredService, build_registry
+from hooks.base import (
+    CONDITIONS_KEY,
+    MEDICATION_REQUESTS_KEY,
+    MEDICATION_STATEMENTS_KEY,
+    OBSERVATIONS_KEY,
+    PATIENT_KEY,
+    SERVICE_REQUESTS_KEY,
+)
+
+HOOKS = ("patient-view", "order-select", "order-sign")
+EVALUATE_USER = "Practitioner/mgcds-evaluate"
+
+# Which prefetch key a resource of a Bundle belongs to (Medications travel with the medication lists).
+_KEY_OF_TYPE = {
+    "Observation": OBSERVATIONS_KEY,
+    "MedicationStatement": MEDICATION_STATEMENTS_KEY,
+    "MedicationRequest": MEDICATION_REQUESTS_KEY,
+    "Medication": MEDICATION_REQUESTS_KEY,
+    "Condition": CONDITIONS_KEY,
+    "ServiceRequest": SERVICE_REQUESTS_KEY,
+}
+
+
+class EvaluateError(MgCDSError):
+    """The evaluate command's input is unusable; the message is the one line the user sees."""
+
+
+@dataclass
+class _AllowAll:
+    """The operator named the server on the command line: every server is allowed (an operator tool, not the API)."""
+
+    def check(self, fhir_server: str, caller: Any) -> None:
+        if not fhir_server.startswith(("http://", "https://")):
+            raise BadRequest("the FHIR server must be an http(s) URL", field="fhirServer")
+
+    def check_redirect(self, from_url: str, to_url: str) -> None:
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EvaluateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise EvaluateError(f"{path} is not UTF-8 text") from exc
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise EvaluateError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+
+def request_from_bundle(bundle: Any, patient_id: str, hook: str) -> dict[str, Any]:
+    """A hook request whose prefetch holds the patient's resources from any Bundle (e.g. a Synthea transaction)."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise EvaluateError("the file is not a FHIR Bundle")
+    patient: dict[str, Any] | None = None
+    patient_urls: set[str] = set()
+    entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "Patient" and resource.get("id") == patient_id:
+            patient = resource
+            if isinstance(entry.get("fullUrl"), str):
+                patient_urls.add(entry["fullUrl"])
+    if patient is None:
+        raise EvaluateError(f"no Patient with id {patient_id!r} in the bundle")
+    # Transaction bundles reference the patient by its fullUrl (urn:uuid:...): point those at Patient/<id>.
+    text = json.dumps(bundle)
+    for url in patient_urls:
+        text = text.replace(json.dumps(url), json.dumps(f"Patient/{patient_id}"))
+    rewritten = json.loads(text)
+    grouped: dict[str, list[dict[str, Any]]] = {key: [] for key in set(_KEY_OF_TYPE.values())}
+    for resource in iter_bundle_resources(rewritten):
+        key = _KEY_OF_TYPE.get(resource["resourceType"])
+        if key is not None:
+            grouped[key].append(resource)
+    prefetch: dict[str, Any] = {PATIENT_KEY: patient}
+    prefetch.update({key: _searchset(resources) for key, resources in grouped.items()})
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": EVALUATE_USER, "patientId": patient_id},
+        "prefetch": prefetch,
+    }
+
+
+def request_from_server(fhir_server: str, patient_id: str, token: str | None, hook: str) -> dict[str, Any]:
+    """A hook request without prefetch: the pipeline fetches everything from the server."""
+    request: dict[str, Any] = {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": fhir_server,
+        "context": {"userId": EVALUATE_USER, "patientId": patient_id},
+    }
+    if token:
+        request["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "mgcds-evaluate",
+        }
+    return request
+
+
+def _service_for(hook: str, registry: Any) -> RegisteredService:
+    for service in registry:
+        if service.definition.hook == hook:
+            return service  # type: ignore[no-any-return]
+    raise EvaluateError(f"no service for hook {hook!r}")
+
+
+def evaluate_request(
+    body: Any, settings: Settings, *, now: datetime | None, terminology: Any = None, hook: str | None = None
+) -> HookOutcome:
+    """Run a hook request through the service pipeline and return its outcome."""
+    from cds_service import build_fhir_client
+    from cds_service.audit.log import NullAuditLog
+    from cds_service.runtime import Runtime, new_uuid, utc_now
+    from terminology import default_terminology
+
+    if not isinstance(body, dict):
+        raise EvaluateError("the request is not a JSON object")
+    if hook is not None:
+        body = {**body, "hook": hook}
+    body.setdefault("hookInstance", str(uuid.uuid4()))
+    try:
+        request = HookRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise EvaluateError(f"not a valid CDS Hooks request: {where}: {first.get('msg')}") from exc
+    if request.hook not in HOOKS:
+        raise EvaluateError(f"hook must be one of {', '.join(HOOKS)}, not {request.hook!r}")
+    try:
+        request.require_context(request.hook)
+    except ValueError as exc:
+        raise EvaluateError(str(exc)) from exc
+    terminology = terminology or default_terminology()
+    guard = _AllowAll()
+    client: FhirClient = build_fhir_client(settings, guard)
+    fixed_clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
+    runtime = Runtime(
+        settings=settings,
+        fhir_client=client,
+        terminology=terminology,
+        authenticate=lambda header, audience: None,
+        fhir_guard=guard,
+        audit_log=NullAuditLog(),
+        clock=fixed_clock,
+        id_factory=new_uuid,
+    )
+    try:
+        service = _service_for(request.hook, build_registry(terminology.prefetch_observation_codes()))
+        if request.fhirServer:
+            guard.check(request.fhirServer, None)
+        return service.handle(request, runtime, None)
+    except PrerequisiteFailed as exc:
+        raise EvaluateError(f"cannot evaluate: {exc.message}") from exc
+    except BadRequest as exc:
+        raise EvaluateError(exc.message) from exc
+    finally:
+        client.close()
+
+
+def _parse_now(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise EvaluateError(f"--now must be an ISO 8601 date-time, got {raw!r}") from exc
+    if value.tzinfo is None:
+        raise EvaluateError("--now needs a time zone (e.g. 2026-11-21T12:00:00Z)")
+    return value
+
+
+def format_report(outcome: HookOutcome, out: TextIO) -> None:
+    """A readable report: the score with its components, the interpretation, the cards."""
+    a = outcome.assessment or {}
+    mds = a.get("mds", {})
+    out.write(f"Magnesium Depletion Score: {mds.get('min')}-{mds.get('max')} of 5 (group {mds.get('group')})\n")
+    for name, component in (mds.get("components") or {}).items():
+        points = component.get("points")
+        why = component.get("reason") or component.get("explanation") or ""
+        out.write(f"  - {name}: {points} {why}\n")
+    egfr = a.get("egfr", {})
+    shown = f"{egfr.get('comparator') or ''}{egfr.get('value')}" if egfr.get("value") is not None else "unknown"
+    out.write(f"eGFR: {shown} (source: {egfr.get('source')})\n")
+    for key, label in (("serum_mg", "Serum magnesium"), ("ionized_mg", "Ionized magnesium")):
+        item = a.get(key, {})
+        value = item.get("value_mmol_l")
+        out.write(f"{label}: {value if value is not None else '-'} mmol/L ({item.get('category')})\n")
+    femg = a.get("femg", {})
+    out.write(f"FEMg: {femg.get('percent') if femg.get('percent') is not None else '-'} % ({femg.get('interpretation')})\n")
+    others = a.get("other_risk_drugs") or []
+    out.write(f"Other magnesium-wasting drugs: {', '.join(others) if others else 'none'}\n")
+    out.write(f"Deficiency: {a.get('deficiency')}\n")
+    out.write(f"Recommendations: {', '.join(a.get('recommendations') or []) or 'none'}\n")
+    if outcome.notes:
+        out.write("Data notes:\n")
+        for note in outcome.notes:
+            out.write(f"  - {note}\n")
+    out.write(f"\nCards ({len(outcome.cards)}):\n")
+    for card in outcome.cards:
+        out.write(f"\n[{card['indicator'].upper()}] {card['summary']}\n")
+        out.write(f"  recommendation: {card['extension'].get('org.mgcds.recommendation')}\n")
+        for suggestion in card.get("suggestions", ()):
+            out.write(f"  suggestion: {suggestion['label']}\n")
+
+
+def _run(args: argparse.Namespace, get_settings: Callable[[], Settings]) -> int:
+    try:
+        now = _parse_now(args.now)
+        settings = get_settings()
+        if args.request:
+            body = _read_json(Path(args.request))
+            hook = args.hook if args.hook_given else None
+        elif args.bundle:
+            if not args.patient:
+                raise EvaluateError("--bundle needs --patient ID")
+            body = request_from_bundle(_read_json(Path(args.bundle)), args.patient, args.hook)
+            hook = None
+        else:
+            if not args.patient:
+                raise EvaluateError("--fhir-server needs --patient ID")
+            body = request_from_server(args.fhir_server, args.patient, args.token, args.hook)
+            hook = None
+        outcome = evaluate_request(body, settings, now=now, hook=hook)
+    except MgCDSError as exc:
+        print(f"mgcds evaluate: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump({"assessment": outcome.assessment, "cards": outcome.cards}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        format_report(outcome, sys.stdout)
+    return 0
+
+
+class _HookAction(argparse.Action):
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        namespace.hook = values
+        namespace.hook_given = True
+
+
+def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
+    """Add `mgcds evaluate` to the CLI."""
+    parser = subparsers.add_parser("evaluate", help="evaluate one patient without an EHR")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--request", help="a CDS Hooks request JSON with prefetch")
+    source.add_argument("--bundle", help="any FHIR Bundle (e.g. a Synthea transaction bundle); needs --patient")
+    source.add_argument("--fhir-server", help="a FHIR R4 base URL to read from; needs --patient")
+    parser.add_argument("--patient", help="the patient id")
+    parser.add_argument("--token", help="bearer token for --fhir-server")
+    parser.add_argument("--hook", choices=HOOKS, default="patient-view", action=_HookAction)
+    parser.add_argument("--now", help="evaluate as of this ISO 8601 time (default: now)")
+    parser.add_argument("--json", action="store_true", help="print {assessment, cards} as JSON")
+    parser.set_defaults(func=lambda args: _run(args, get_settings), hook_given=False)

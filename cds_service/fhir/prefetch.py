@@ -1,0 +1,186 @@
+"""Prefetch: fill templates, take what the EHR sent, fetch what it did not (CDS Hooks 2.0 "Prefetch").
+
+For each prefetch key of the service:
+- present with data: used as sent (a searchset Bundle's further pages are fetched when a FHIR server is given);
+- present as ``null``: the EHR says it has no such data; nothing is fetched;
+- missing, or an OperationOutcome: fetched from ``fhirServer`` with the EHR's bearer token, all keys of one
+  request concurrently.
+The Patient is required: when it cannot be obtained the hook answers 412 (spec: "the service SHALL respond with an
+HTTP 412"). Any other key that cannot be obtained is evaluated as unknown and named in the cards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cds_service.errors import FhirError, PrerequisiteFailed
+from cds_service.fhir.client import FhirClient, SearchResult, iter_bundle_resources, next_link
+
+Origin = Literal["prefetch", "fetched", "absent", "failed"]
+
+# CDS Hooks 2.0 prefetch tokens: {{context.<field>}} or one of the user identifier tokens, nothing else.
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # a FHIR id (R4 "id" datatype)
+
+
+class TemplateError(ValueError):
+    """A prefetch template cannot be filled from this request's context."""
+
+
+def render_template(template: str, context: Mapping[str, Any]) -> str:
+    """Fill a prefetch template's tokens from the hook context (root-level primitives only)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        token = match.group(1)
+        if token.startswith("context."):
+            name = token.removeprefix("context.")
+            if "." in name:
+                raise TemplateError(f"prefetch token {{{{{token}}}}}: nested paths are not allowed")
+            value = context.get(name)
+        elif token in _USER_TOKENS:
+            user = str(context.get("userId", ""))
+            resource_type, _, user_id = user.partition("/")
+            value = user_id if resource_type == _USER_TOKENS[token] else None
+        else:
+            raise TemplateError(f"unknown prefetch token {{{{{token}}}}}")
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise TemplateError(f"prefetch token {{{{{token}}}}} has no primitive value in this context")
+        text = str(value)
+        # The value lands in a URL: only a FHIR id may go there (no query injection through the context).
+        if not _SAFE_VALUE.match(text):
+            raise TemplateError(f"prefetch token {{{{{token}}}}}: value is not a valid FHIR id")
+        return text
+
+    return _TOKEN.sub(substitute, template)
+
+
+@dataclass
+class KeyData:
+    """What one prefetch key yielded, and where it came from (for the engine, the cards and the audit log)."""
+
+    key: str
+    origin: Origin
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def known(self) -> bool:
+        """True when the data is complete enough to say 'none of these' (prefetch, fetched, or the EHR's null)."""
+        return self.origin != "failed"
+
+
+@dataclass
+class ResolvedData:
+    """All prefetch keys of one request, resolved."""
+
+    keys: dict[str, KeyData]
+
+    def resources(self, key: str) -> list[dict[str, Any]]:
+        """The resources under ``key`` (empty when absent or failed)."""
+        data = self.keys.get(key)
+        return data.resources if data is not None else []
+
+    def known(self, key: str) -> bool:
+        """Whether ``key`` was obtained (or declared empty by the EHR)."""
+        data = self.keys.get(key)
+        return data is not None and data.known
+
+
+def _is_operation_outcome(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+
+
+def _resources_of(value: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if value.get("resourceType") == "Bundle":
+        return list(iter_bundle_resources(value))
+    return [dict(value)]
+
+
+def resolve_prefetch(
+    templates: Mapping[str, str],
+    context: Mapping[str, Any],
+    prefetch: Mapping[str, Any] | None,
+    *,
+    client: FhirClient,
+    fhir_server: str | None,
+    access_token: str | None,
+    required_keys: tuple[str, ...] = ("patient",),
+) -> ResolvedData:
+    """Resolve every prefetch key of a service for one request (fetching missing keys concurrently)."""
+    sent = prefetch or {}
+    keys: dict[str, KeyData] = {}
+    pending: dict[str, Future[Any]] = {}
+
+    for key, template in templates.items():
+        value = sent.get(key, _MISSING) if key in sent else _MISSING
+        if value is None:
+            keys[key] = KeyData(key, "absent", note="the EHR sent null: it has no such data")
+            continue
+        if value is not _MISSING and not _is_operation_outcome(value):
+            if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+                keys[key] = KeyData(key, "failed", error="prefetch value is not a FHIR resource or Bundle")
+                continue
+            more = next_link(value) if value.get("resourceType") == "Bundle" else None
+            if more and fhir_server:
+                pending[key] = client.submit(client.continue_bundle, fhir_server, value, access_token)
+                keys[key] = KeyData(key, "prefetch")
+            else:
+                note = "prefetched Bundle has more pages but no fhirServer to read them" if more else None
+                keys[key] = KeyData(key, "prefetch", _resources_of(value), note=note)
+            continue
+        reason = "the EHR's prefetch held an OperationOutcome" if value is not _MISSING else "not in prefetch"
+        if not fhir_server:
+            keys[key] = KeyData(key, "failed", error=f"{reason} and the request names no fhirServer")
+            continue
+        try:
+            query = render_template(template, context)
+        except TemplateError as exc:
+            keys[key] = KeyData(key, "failed", error=str(exc))
+            continue
+        keys[key] = KeyData(key, "fetched", note=reason)
+        if key == "patient":
+            pending[key] = client.submit(client.read, fhir_server, query, access_token)
+        else:
+            pending[key] = client.submit(client.search, fhir_server, query, access_token)
+
+    for key, future in pending.items():
+        data = keys[key]
+        try:
+            outcome = future.result()
+        except FhirError as exc:
+            # Fail open for supporting data: the hook still answers, with that data named as unknown, because a
+            # missing lab list must not hide the rest of the advice. The Patient is checked below (fail closed).
+            data.origin = "failed"
+            data.error = f"{exc.message} ({exc.kind})"
+            continue
+        if isinstance(outcome, SearchResult):
+            data.resources.extend(outcome.resources)
+            if outcome.truncated:
+                data.note = f"incomplete: {outcome.truncated}"
+        else:
+            data.resources.append(outcome)
+
+    for key in required_keys:
+        data = keys.get(key)
+        if data is None or not data.resources:
+            why = data.error or data.note if data is not None else "no template"
+            raise PrerequisiteFailed(f"the {key} could not be obtained: {why}", cause=key)
+    return ResolvedData(keys)
+
+
+class _Missing:
+    """Sentinel for a prefetch key the EHR did not send at all."""
+
+
+_MISSING: Any = _Missing()

@@ -1,0 +1,68 @@
+"""What every MgCDS service shares: its discovery entry and its prefetch templates.
+
+Prefetch templates use only CDS Hooks 2.0 tokens (``{{context.patientId}}``): root-level primitive context fields,
+no FHIRPath, no nested paths (spec: "Prefetch tokens"), and only the query subset the spec recommends EHRs support:
+type-level search on ``patient``, token search with equality, ``_sort`` and ``_count``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# The prefetch keys are a contract with EHR integrators (issue 2): exactly these names.
+PATIENT_KEY = "patient"
+OBSERVATIONS_KEY = "observations"
+MEDICATION_STATEMENTS_KEY = "medicationStatements"
+MEDICATION_REQUESTS_KEY = "medicationRequests"
+CONDITIONS_KEY = "conditions"
+SERVICE_REQUESTS_KEY = "serviceRequests"
+
+# How many Observations one page may hold: enough for a year of the engine's labs in one answer on most servers.
+OBSERVATION_PAGE_SIZE = 200
+
+
+def prefetch_templates(observation_codes: Sequence[str]) -> dict[str, str]:
+    """The prefetch templates of every MgCDS service, for the LOINC codes the engine uses (``system|code``)."""
+    codes = ",".join(observation_codes)
+    patient = "{{context.patientId}}"
+    return {
+        PATIENT_KEY: f"Patient/{patient}",
+        OBSERVATIONS_KEY: f"Observation?patient={patient}&code={codes}&_sort=-date&_count={OBSERVATION_PAGE_SIZE}",
+        MEDICATION_STATEMENTS_KEY: f"MedicationStatement?patient={patient}&status=active,intended",
+        MEDICATION_REQUESTS_KEY: f"MedicationRequest?patient={patient}&status=active",
+        CONDITIONS_KEY: f"Condition?patient={patient}&clinical-status=active",
+        SERVICE_REQUESTS_KEY: f"ServiceRequest?patient={patient}&status=active,draft",
+    }
+
+
+@dataclass(frozen=True)
+class CdsService:
+    """One CDS service as discovery describes it."""
+
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: Mapping[str, str]
+    usage_requirements: str
+
+    def discovery_entry(self) -> dict[str, Any]:
+        """This service's entry in ``GET /cds-services``."""
+        return {
+            "hook": self.hook,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "prefetch": dict(self.prefetch),
+            "usageRequirements": self.usage_requirements,
+        }
+
+
+USAGE_REQUIREMENTS = (
+    "Needs the patient's laboratory Observations (magnesium, creatinine, eGFR, alcohol use), medications "
+    "(MedicationStatement and MedicationRequest), active Conditions and pending lab ServiceRequests, through "
+    "prefetch or read access to the FHIR server (patient/*.read or user/*.read scopes). Callers authenticate "
+    "with a CDS Hooks JWT (ES384 or RS384)."
+)

@@ -1,0 +1,46 @@
+"""`mg-order-select`: prompts about the order the clinician just picked (clinical-rules.md section 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hooks import HookOutcome, RegisteredService
+from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
+from hooks.orders import drafts_for, remember_cards
+from hooks.pipeline import run_pipeline
+
+if TYPE_CHECKING:
+    from cds_service.api.models import HookRequest
+    from cds_service.runtime import CallerIdentityLike, Runtime
+
+SERVICE_ID = "mg-order-select"
+
+
+def definition(observation_codes: Sequence[str]) -> CdsService:
+    """The discovery entry of mg-order-select."""
+    return CdsService(
+        id=SERVICE_ID,
+        hook="order-select",
+        title="Magnesium prompts for the order being selected",
+        description=(
+            "When a diuretic, proton pump inhibitor, other magnesium-wasting drug or magnesium supplement is "
+            "selected: testing, contraindication, organic-salt and dose-spacing prompts for that order."
+        ),
+        prefetch=prefetch_templates(observation_codes),
+        usage_requirements=USAGE_REQUIREMENTS,
+    )
+
+
+def service(observation_codes: Sequence[str]) -> RegisteredService:
+    """mg-order-select with its handler."""
+    spec = definition(observation_codes)
+
+    def handle(request: HookRequest, runtime: Runtime, caller: CallerIdentityLike | None) -> HookOutcome:
+        drafts = drafts_for(request, selections_required=True)
+        outcome = run_pipeline(spec, request, runtime, caller, drafts=drafts)
+        remember_cards(runtime, request.patient_id, outcome.cards)
+        outcome.notes.extend(drafts.notes)
+        return outcome
+
+    return RegisteredService(spec, handle)

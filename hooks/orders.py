@@ -1,0 +1,74 @@
+"""What the two order hooks share: reading draft orders, and not repeating a card at order-sign.
+
+De-duplication (issue 5 item 4): when order-select already showed a card for a draft (same patient, same draft id,
+same recommendation), order-sign does not show it again within ``order_session_ttl_seconds``. The memory is per
+process: with several workers a repeat is possible (a duplicate card, never a missing one), which is the safe
+direction for a clinical prompt.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from cachetools import TTLCache
+
+from cds_service.errors import BadRequest
+from cds_service.fhir.extract import DraftOrders, parse_draft_orders
+
+if TYPE_CHECKING:
+    from cds_service.api.models import HookRequest
+    from cds_service.runtime import Runtime
+
+DRAFT_EXTENSION_KEY = "org.mgcds.draft-order"
+RECOMMENDATION_KEY = "org.mgcds.recommendation"
+_SEEN_CACHE = "order_session_cards"
+_SEEN_LOCK = threading.Lock()
+
+
+def drafts_for(request: HookRequest, *, selections_required: bool) -> DraftOrders:
+    """The draft orders of an order hook; order-select's selections must name drafts in the Bundle (else 400)."""
+    selections = request.context.get("selections") if selections_required else None
+    drafts = parse_draft_orders(request.context["draftOrders"], selections, patient_id=request.patient_id)
+    if selections_required:
+        missing = [s for s in selections or () if s not in drafts.refs]
+        if missing:
+            raise BadRequest(
+                f"context.selections names orders that are not in context.draftOrders: {', '.join(missing[:5])}",
+                field="context.selections",
+            )
+    return drafts
+
+
+def _seen_cache(runtime: Runtime) -> TTLCache[tuple[str, str, str], bool]:
+    with _SEEN_LOCK:
+        cache = runtime.extras.get(_SEEN_CACHE)
+        if cache is None:
+            cache = TTLCache(maxsize=10000, ttl=runtime.settings.order_session_ttl_seconds)
+            runtime.extras[_SEEN_CACHE] = cache
+        return cache  # type: ignore[no-any-return]
+
+
+def _key(patient_id: str, card: dict[str, Any]) -> tuple[str, str, str] | None:
+    extension = card.get("extension", {})
+    draft = extension.get(DRAFT_EXTENSION_KEY)
+    if not isinstance(draft, str):
+        return None
+    return (patient_id, draft, str(extension.get(RECOMMENDATION_KEY)))
+
+
+def remember_cards(runtime: Runtime, patient_id: str, cards: list[dict[str, Any]]) -> None:
+    """Note the cards order-select showed, per patient and draft."""
+    cache = _seen_cache(runtime)
+    with _SEEN_LOCK:
+        for card in cards:
+            key = _key(patient_id, card)
+            if key is not None:
+                cache[key] = True
+
+
+def drop_repeated_cards(runtime: Runtime, patient_id: str, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cards order-select did not already show for the same draft in this ordering session."""
+    cache = _seen_cache(runtime)
+    with _SEEN_LOCK:
+        return [card for card in cards if (key := _key(patient_id, card)) is None or key not in cache]

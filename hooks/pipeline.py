@@ -1,0 +1,73 @@
+"""The one path every hook takes: prefetch/FHIR -> facts -> engine -> recommendations -> cards.
+
+Data flows one way (DESIGN.md); each hook module only adds what is specific to it (the draft orders).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cds_service.cards import build_cards
+from cds_service.engine import assess, assessment_to_dict, recommend
+from cds_service.errors import BadRequest
+from cds_service.fhir.extract import DraftOrders, extract_facts
+from cds_service.fhir.prefetch import resolve_prefetch
+from hooks import HookOutcome
+
+if TYPE_CHECKING:
+    from cds_service.api.models import HookRequest
+    from cds_service.runtime import CallerIdentityLike, Runtime
+    from hooks.base import CdsService
+
+# Where a card's `source.url` points: the service's public description of its rules.
+SOURCE_PATH = "/docs/clinical-rules"
+
+
+def check_patient_matches(patient: dict[str, Any], patient_id: str) -> None:
+    """The prefetched Patient must be the patient in context: cards may only use that patient's data."""
+    if patient.get("resourceType") != "Patient":
+        raise BadRequest("prefetch.patient is not a Patient resource", field="prefetch.patient")
+    if patient.get("id") not in (None, patient_id):
+        raise BadRequest(
+            "prefetch.patient is a different patient than context.patientId", field="prefetch.patient"
+        )
+
+
+def run_pipeline(
+    service: CdsService,
+    request: HookRequest,
+    runtime: Runtime,
+    caller: CallerIdentityLike | None,
+    *,
+    drafts: DraftOrders | None = None,
+) -> HookOutcome:
+    """Evaluate one hook request end to end and return its cards with their evidence."""
+    token = request.fhirAuthorization.access_token if request.fhirAuthorization is not None else None
+    data = resolve_prefetch(
+        service.prefetch,
+        request.context,
+        request.prefetch,
+        client=runtime.fhir_client,
+        fhir_server=request.fhirServer,
+        access_token=token,
+    )
+    check_patient_matches(data.resources("patient")[0], request.patient_id)
+    facts = extract_facts(
+        data,
+        patient_id=request.patient_id,
+        encounter_id=request.context.get("encounterId") if isinstance(request.context.get("encounterId"), str) else None,
+        hook=service.hook,
+        terminology=runtime.terminology,
+        drafts=drafts,
+    )
+    settings = runtime.settings
+    assessment = assess(facts, runtime.clock(), settings.clinical)
+    recommendations = recommend(assessment, facts, settings.clinical)
+    cards = build_cards(
+        recommendations,
+        assessment,
+        facts,
+        source_url=settings.public_base_url.rstrip("/") + SOURCE_PATH,
+        id_factory=runtime.id_factory,
+    )
+    return HookOutcome(cards=cards, assessment=assessment_to_dict(assessment), data=data, notes=list(facts.data_notes))
