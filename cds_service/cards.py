@@ -131,7 +131,8 @@ ACTION_TEXT = {
     ),
     r.SUPPLEMENT_ORGANIC: (
         "Consider an organic magnesium salt (better absorbed than oxide). Trial doses are "
-        "250-400 mg elemental magnesium per day; 350 mg/day is the upper level for supplements without supervision."
+        "250-400 mg elemental magnesium per day; 350 mg/day is the upper level for supplements "
+        "without supervision."
     ),
     r.SWITCH_TO_ORGANIC: (
         "Inorganic magnesium salts such as oxide are poorly absorbed; organic salts such as citrate have "
