@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.engine.egfr import age_in_years, assess_egfr, ckd_epi_2021, egfr_points, is_below, round_half_up
+from cds_service.engine.egfr import (
+    age_in_years,
+    assess_egfr,
+    ckd_epi_2021,
+    egfr_points,
+    is_below,
+    round_half_up,
+)
 from cds_service.engine.settings import ClinicalSettings
 from tests.unit.engine.builders import NOW, facts, lab
 
@@ -96,8 +103,8 @@ SETTINGS = ClinicalSettings()
 
 
 def test_creatinine_after_newest_egfr_is_recomputed() -> None:
-    # female born 1966-01-01, creatinine 1.0 on 2026-01-10: age 60; hand: 142 x 1.428571^-1.2 x 0.9938^60
-    # x 1.012 = 142 x 0.651805 x 0.688338 x 1.012 = 64.47 -> 64
+    # female born 1966-01-01, creatinine 1.0 on 2026-01-10: age 60; by hand with bc -l: 142 x 1.428571^-1.2
+    # x 0.9938^60 x 1.012 = 142 x 0.651805 x 0.688556 x 1.012 = 64.495 -> 64
     f = facts(labs=(lab("egfr", 90, days_ago=10), lab("serum-creatinine", 1.0, days_ago=5)))
     result = assess_egfr(f, NOW, SETTINGS)
     assert (result.source, result.value, result.age_years) == ("ckd-epi-2021", 64, 60)
