@@ -110,8 +110,8 @@ def test_ionized_absent_is_unknown() -> None:
 # Section 1: windows and statuses.
 @pytest.mark.parametrize(
     ("status", "used"),
-    [("final", True), ("amended", True), ("corrected", True), ("preliminary", True), ("entered-in-error", False),
-     ("cancelled", False), ("registered", False), ("unknown", False)],
+    [("final", True), ("amended", True), ("corrected", True), ("preliminary", True),
+     ("entered-in-error", False), ("cancelled", False), ("registered", False), ("unknown", False)],
 )  # fmt: skip
 def test_observation_status_rules(status: str, used: bool) -> None:
     result = assess_serum(facts(labs=(lab("serum-magnesium", 0.6, status=status),)), NOW, SETTINGS)
