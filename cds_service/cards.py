@@ -1,0 +1,498 @@
+"""Recommendations -> CDS Hooks 2.0 cards (clinical-rules.md sections 7 and 8).
+
+The engine decides; this module only words the decision. Every FHIR resource in a suggestion is validated
+with ``fhir.resources.R4B`` before it leaves (an invalid one is our bug: ``CardBuildError``). Text that comes
+from the EHR (drug names, displays, values, notes) is escaped so it cannot inject markup into the card.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from cds_service.engine import recommendation as r
+from cds_service.engine.assessment import Assessment
+from cds_service.engine.facts import (
+    INTERACTS_BISPHOSPHONATE,
+    INTERACTS_DOLUTEGRAVIR,
+    INTERACTS_FLUOROQUINOLONE,
+    INTERACTS_GABAPENTIN,
+    INTERACTS_LEVOTHYROXINE,
+    INTERACTS_TETRACYCLINE,
+    IONIZED_MAGNESIUM,
+    SERUM_CREATININE,
+    SERUM_MAGNESIUM,
+    Evidence,
+    Facts,
+)
+from cds_service.engine.magnesium import UNKNOWN
+
+RECOMMENDATION_EXTENSION_KEY = "org.mgcds.recommendation"
+SOURCE_LABEL = "MgCDS magnesium decision support"
+OVERRIDE_REASON_SYSTEM = "https://mgcds.example.org/fhir/CodeSystem/override-reason"
+OVERRIDE_REASONS = (
+    ("already-addressed", "Already addressed"),
+    ("recent-result-elsewhere", "Recent result available elsewhere"),
+    ("patient-declined", "Patient declined"),
+    ("not-clinically-relevant", "Not clinically relevant for this patient"),
+)
+SUMMARY_MAX_CHARS = 139  # CDS Hooks: summary "<140 characters"
+DRUG_NAME_MAX_CHARS = 40  # leaves room for the key figure in a summary
+
+LOINC_SYSTEM = "http://loinc.org"
+SNOMED_SYSTEM = "http://snomed.info/sct"
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+ORAL_ROUTE = ("26643006", "Oral route")  # SNOMED CT
+
+# Displays only for LOINC codes whose display we are sure of; others carry text only.
+LOINC_DISPLAYS = {
+    "19123-9": "Magnesium [Mass/volume] in Serum or Plasma",
+    "2601-3": "Magnesium [Moles/volume] in Serum or Plasma",
+    "2160-0": "Creatinine [Mass/volume] in Serum or Plasma",
+}
+TEST_TEXT = {
+    SERUM_MAGNESIUM: "Serum magnesium",
+    IONIZED_MAGNESIUM: "Ionized magnesium",
+    SERUM_CREATININE: "Serum creatinine (for eGFR)",
+}
+
+# (label, DOI url) per source tag of clinical-rules.md.
+SOURCES = {
+    "FAN21": ("Fan L et al. Magnesium Depletion Score. J Nutr 2021", "https://doi.org/10.1093/jn/nxab138"),
+    "INK21": ("Inker LA et al. CKD-EPI 2021. N Engl J Med 2021", "https://doi.org/10.1056/NEJMoa2102953"),
+    "COS16": (
+        "Costello RB et al. Serum magnesium reference interval. Adv Nutr 2016",
+        "https://doi.org/10.3945/an.116.012765",
+    ),
+    "PIC20": (
+        "Pickering G et al. Magnesium status and stress. Nutrients 2020",
+        "https://doi.org/10.3390/nu12123672",
+    ),
+    "OPA22": (
+        "Opankovic A et al. Ionized magnesium. Dose Response 2022",
+        "https://doi.org/10.1177/15593258221116741",
+    ),
+    "FIO21": (
+        "Fiorentini D et al. Magnesium: biochemistry and nutrition. Nutrients 2021",
+        "https://doi.org/10.3390/nu13041136",
+    ),
+    "PAP26": (
+        "Papagiannidou A et al. Hypomagnesemia update. Curr Nutr Rep 2026",
+        "https://doi.org/10.1007/s13668-026-00745-5",
+    ),
+}
+CODE_SOURCES: dict[str, tuple[str, ...]] = {
+    r.URGENT_EVALUATION: ("PAP26",),
+    r.TEST_SERUM_MG: ("FAN21", "PAP26"),
+    r.TEST_IONIZED_MG: ("COS16", "OPA22", "FAN21"),
+    r.CHECK_RENAL_FUNCTION: ("INK21", "PIC20"),
+    r.SUPPLEMENT_RENAL_CAUTION: ("INK21", "PAP26"),
+    r.SUPPLEMENT_ORGANIC: ("PIC20", "FIO21", "COS16"),
+    r.SWITCH_TO_ORGANIC: ("FIO21",),
+    r.STOP_SUPPLEMENT: ("PAP26",),
+    r.ORDER_DEPLETES_MG: ("FAN21", "PAP26"),
+    r.ORDER_SUPPLEMENT_CONTRAINDICATED: ("INK21", "PAP26"),
+    r.ORDER_SPACING: ("PAP26",),
+}
+
+SPACING_TEXT = {
+    INTERACTS_TETRACYCLINE: "take the tetracycline and magnesium 2-3 hours apart",
+    INTERACTS_FLUOROQUINOLONE: "take the fluoroquinolone 2 hours before or 6 hours after magnesium",
+    INTERACTS_BISPHOSPHONATE: "take the bisphosphonate and magnesium 4 hours apart",
+    INTERACTS_LEVOTHYROXINE: "take levothyroxine and magnesium 4 hours apart",
+    INTERACTS_DOLUTEGRAVIR: "take dolutegravir 2 hours before or 6 hours after magnesium",
+    INTERACTS_GABAPENTIN: "take gabapentin 2 hours after magnesium",
+}
+
+QUALIFIER_TEXT = {
+    "orders-unknown": "Existing orders could not be checked; this test may already be ordered.",
+    "medications-unknown": "The medication list could not be retrieved; check for a current magnesium salt.",
+    "egfr-below-30-not-excluded": "The reported eGFR does not exclude a value below 30 mL/min/1.73 m2.",
+}
+
+ACTION_TEXT = {
+    r.URGENT_EVALUATION: (
+        "Severe hypomagnesemia. Assess symptoms and ECG, check potassium and calcium, and replace magnesium "
+        "per local protocol (IV may be needed)."
+    ),
+    r.TEST_SERUM_MG: "The magnesium depletion risk warrants a serum magnesium measurement.",
+    r.TEST_IONIZED_MG: (
+        "Serum magnesium may miss a chronic latent deficiency; ionized magnesium is the better marker."
+    ),
+    r.CHECK_RENAL_FUNCTION: (
+        "Renal function is unknown; check creatinine (eGFR) before starting oral magnesium."
+    ),
+    r.SUPPLEMENT_RENAL_CAUTION: (
+        "Oral magnesium is contraindicated below eGFR 30 mL/min/1.73 m2 without specialist supervision."
+    ),
+    r.SUPPLEMENT_ORGANIC: (
+        "Consider an organic magnesium salt (better absorbed than oxide). Trial doses are "
+        "250-400 mg elemental magnesium per day; 350 mg/day is the upper level for supplements "
+        "without supervision."
+    ),
+    r.SWITCH_TO_ORGANIC: (
+        "Inorganic magnesium salts such as oxide are poorly absorbed; organic salts such as citrate have "
+        "better bioavailability [FIO21]."
+    ),
+    r.STOP_SUPPLEMENT: "Serum magnesium is high while a magnesium supplement is taken: stop the supplement.",
+    r.ORDER_DEPLETES_MG: (
+        "This order lowers magnesium (diuretic, proton pump inhibitor or magnesium-wasting drug)."
+    ),
+    r.ORDER_SUPPLEMENT_CONTRAINDICATED: (
+        "A magnesium supplement is contraindicated with eGFR below 30 or a high serum magnesium."
+    ),
+    r.ORDER_SPACING: "Magnesium binds this drug in the gut: space the doses.",
+}
+
+COMPONENT_TEXT = {
+    "diuretic": "Diuretic",
+    "proton-pump-inhibitor": "Proton pump inhibitor",
+    "egfr": "eGFR",
+    "heavy-drinking": "Heavy drinking",
+}
+EGFR_SOURCE_TEXT = {
+    "ckd-epi-2021": "computed with CKD-EPI 2021 from the newest creatinine",
+    "observation": "as reported by the laboratory",
+    "none": "no usable creatinine or eGFR result",
+}
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class CardBuildError(RuntimeError):
+    """A card we built is invalid: a programming error, never the caller's fault."""
+
+
+def escape_markdown(text: str) -> str:
+    """Make input text inert in markdown and HTML: one line, markdown specials escaped, <>& as entities."""
+    flat = _WHITESPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text)).strip()
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", flat)
+    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plain_text(text: str, limit: int) -> str:
+    """Input text for a plain-text summary: one line, no markup characters, at most ``limit`` characters."""
+    flat = _WHITESPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text)).strip()
+    flat = re.sub(r"[<>*_`\[\]#|~\\]", "", flat)
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+
+
+def build_cards(
+    recommendations: Sequence[r.Recommendation],
+    assessment: Assessment,
+    facts: Facts,
+    *,
+    source_url: str,
+    id_factory: Callable[[], str],
+) -> list[dict[str, Any]]:
+    """One CDS Hooks card per recommendation, suggestions validated as FHIR R4."""
+    cards = [_card(rec, assessment, facts, source_url, id_factory) for rec in recommendations]
+    for card in cards:
+        _require_no_empty(card, "card")
+    return cards
+
+
+def _card(
+    rec: r.Recommendation,
+    assessment: Assessment,
+    facts: Facts,
+    source_url: str,
+    id_factory: Callable[[], str],
+) -> dict[str, Any]:
+    tags = CODE_SOURCES.get(rec.code, ())
+    card: dict[str, Any] = {
+        "uuid": id_factory(),
+        "summary": _summary(rec, assessment),
+        "indicator": rec.indicator,
+        "detail": _detail(rec, assessment, tags),
+        "source": {"label": SOURCE_LABEL, "url": source_url},
+        "overrideReasons": [
+            {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+            for code, display in OVERRIDE_REASONS
+        ],
+        "extension": {RECOMMENDATION_EXTENSION_KEY: rec.code},
+    }
+    links = [{"label": SOURCES[t][0], "url": SOURCES[t][1], "type": "absolute"} for t in tags]
+    if links:
+        card["links"] = links
+    suggestions = [_suggestion(s, facts, id_factory) for s in rec.suggestions]
+    suggestions = [s for s in suggestions if s["actions"]]
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "at-most-one"
+    return card
+
+
+# --- summaries -----------------------------------------------------------------------------------------
+
+
+def _mg_figure(assessment: Assessment) -> str:
+    serum, ionized = assessment.serum_mg, assessment.ionized_mg
+    if serum.value_mmol_l is not None:
+        return f"serum Mg {serum.comparator or ''}{serum.value_mmol_l:.2f} mmol/L ({serum.category})"
+    if ionized.value_mmol_l is not None:
+        return f"ionized Mg {ionized.comparator or ''}{ionized.value_mmol_l:.2f} mmol/L ({ionized.category})"
+    return "no recent magnesium result"
+
+
+def _summary(rec: r.Recommendation, assessment: Assessment) -> str:
+    a = assessment
+    mds = _mds_text(a)
+    mg = _mg_figure(a)
+    drug = plain_text(rec.figure("drug") or "", DRUG_NAME_MAX_CHARS)
+    egfr = f"{a.egfr.comparator or ''}{a.egfr.value}" if a.egfr.value is not None else "unknown"
+    dose = _dose(rec)
+    code = rec.code
+    if code == r.URGENT_EVALUATION:
+        text = f"Severe hypomagnesemia, {mg}: assess symptoms and ECG now"
+    elif code == r.TEST_SERUM_MG:
+        if a.mds.min >= 2:
+            text = f"MDS {mds}, no recent serum magnesium result: check serum magnesium"
+        else:
+            others = plain_text(", ".join(a.other_risk_drugs), DRUG_NAME_MAX_CHARS)
+            text = f"Magnesium-wasting drug ({others}), no recent serum magnesium: check serum magnesium"
+    elif code == r.TEST_IONIZED_MG:
+        text = f"MDS {mds}, {mg}: check ionized magnesium"
+    elif code == r.CHECK_RENAL_FUNCTION:
+        text = f"Magnesium deficiency {a.deficiency}, renal function unknown: check creatinine first"
+    elif code == r.SUPPLEMENT_RENAL_CAUTION:
+        text = f"Magnesium deficiency {a.deficiency}, eGFR {egfr}: oral magnesium contraindicated below 30"
+    elif code == r.SUPPLEMENT_ORGANIC:
+        text = f"Magnesium deficiency {a.deficiency}, {mg}: consider organic magnesium {dose} mg/day"
+    elif code == r.SWITCH_TO_ORGANIC and rec.concerned_draft is not None:
+        text = f"Order {drug}: magnesium citrate is better absorbed; consider switching"
+    elif code == r.SWITCH_TO_ORGANIC:
+        text = f"Takes {drug}, deficiency {a.deficiency}: consider switching to magnesium citrate"
+    elif code == r.STOP_SUPPLEMENT:
+        text = f"{mg} while taking {drug}: stop the magnesium supplement"
+    elif code == r.ORDER_DEPLETES_MG:
+        tail = ": check serum magnesium" if a.serum_mg.category == UNKNOWN else ""
+        text = f"Order {drug} lowers magnesium; MDS {mds}, {mg}{tail}"
+    elif code == r.ORDER_SUPPLEMENT_CONTRAINDICATED:
+        reason = f"eGFR {egfr}" if a.egfr.below_30 is not False and a.egfr.value is not None else mg
+        text = f"Order {drug}: magnesium supplement contraindicated ({reason})"
+    elif code == r.ORDER_SPACING:
+        text = f"Order {drug}: space magnesium and interacting drug doses"
+    else:
+        text = f"Magnesium: {code}"
+    return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 3].rstrip() + "..."
+
+
+def _mds_text(a: Assessment) -> str:
+    return f"{a.mds.min}/5" if a.mds.min == a.mds.max else f"{a.mds.min}-{a.mds.max}/5"
+
+
+def _dose(rec: r.Recommendation) -> int | None:
+    for suggestion in rec.suggestions:
+        for action in suggestion.actions:
+            if isinstance(action, r.CreateMedicationRequest):
+                return action.elemental_mg_per_day
+    return None
+
+
+# --- detail --------------------------------------------------------------------------------------------
+
+
+def _evidence_text(e: Evidence) -> str:
+    parts = [f"{escape_markdown(e.resource_type)}/{escape_markdown(e.resource_id)}"]
+    if e.code:
+        parts.append(f"code {escape_markdown(e.code)}")
+    if e.display:
+        parts.append(escape_markdown(e.display))
+    if e.value:
+        parts.append(f"value {escape_markdown(e.value)}" + (f" {escape_markdown(e.unit)}" if e.unit else ""))
+    if e.date is not None:
+        parts.append(e.date.date().isoformat())
+    if e.note:
+        parts.append(f"({escape_markdown(e.note)})")
+    return ", ".join(parts)
+
+
+def _detail(rec: r.Recommendation, a: Assessment, tags: tuple[str, ...]) -> str:
+    lines: list[str] = [ACTION_TEXT.get(rec.code, "")]
+    if rec.concerned_draft is not None:
+        draft = rec.concerned_draft
+        lines.append(f"\n**Order concerned:** {escape_markdown(rec.figure('drug') or draft.resource_id)}")
+    lines += [q for q in (QUALIFIER_TEXT.get(x, "") for x in rec.qualifiers) if q]
+    if rec.spacing:
+        lines.append("\n**Spacing**")
+        for advice in rec.spacing:
+            name = advice.drug.display or ", ".join(advice.drug.ingredients)
+            lines.append(f"- {escape_markdown(name)}: {SPACING_TEXT.get(advice.interaction_class, '')}")
+
+    lines.append(f"\n**Magnesium Depletion Score** [FAN21]: {_mds_text(a)} ({a.mds.group})")
+    for c in a.mds.components:
+        pts = f"{c.points[0]}" if c.points[0] == c.points[1] else f"{c.points[0]}-{c.points[1]}"
+        ev = "; ".join(_evidence_text(e) for e in c.evidence)
+        lines.append(f"- {COMPONENT_TEXT.get(c.name, c.name)}: {pts} ({c.basis})" + (f": {ev}" if ev else ""))
+
+    egfr = a.egfr
+    egfr_value = (
+        f"{egfr.comparator or ''}{egfr.value} mL/min/1.73 m2" if egfr.value is not None else "unknown"
+    )
+    lines.append(f"\n**eGFR**: {egfr_value}, {EGFR_SOURCE_TEXT.get(egfr.source, egfr.source)}")
+    if egfr.age_years is not None:
+        lines.append(f"- age {egfr.age_years} years at the creatinine")
+    lines += [f"- {_evidence_text(e)}" for e in egfr.evidence]
+
+    lines.append("\n**Magnesium results**")
+    lines.append(f"- Serum: {_mg_line(a.serum_mg.value_mmol_l, a.serum_mg.comparator, a.serum_mg.category)}")
+    if a.serum_mg.evidence is not None:
+        lines.append(f"  - {_evidence_text(a.serum_mg.evidence)}")
+    ion = a.ionized_mg
+    ion_ref = f"reference {ion.reference_low}-{ion.reference_high} mmol/L ({ion.reference_source})"
+    lines.append(f"- Ionized: {_mg_line(ion.value_mmol_l, ion.comparator, ion.category)}, {ion_ref}")
+    if ion.evidence is not None:
+        lines.append(f"  - {_evidence_text(ion.evidence)}")
+    if a.femg.percent is not None:
+        lines.append(f"- FEMg: {a.femg.percent} % ({a.femg.interpretation})")
+    lines.append(f"- Deficiency assessment: {a.deficiency}")
+    if a.other_risk_drugs:
+        lines.append(f"- Other magnesium-wasting drugs: {escape_markdown(', '.join(a.other_risk_drugs))}")
+
+    unknowns = [f"- {escape_markdown(n)}" for n in a.notes]
+    if unknowns:
+        lines.append("\n**Not known or not used**")
+        lines += unknowns
+    if tags:
+        lines.append("\n**Sources**")
+        lines += [f"- [{t}] {SOURCES[t][0]}: {SOURCES[t][1]}" for t in tags]
+    return "\n".join(line for line in lines if line)
+
+
+def _mg_line(value: float | None, comparator: str | None, category: str) -> str:
+    if value is None:
+        return category
+    return f"{comparator or ''}{value:.2f} mmol/L ({category})"
+
+
+# --- suggestions ---------------------------------------------------------------------------------------
+
+
+def _suggestion(spec: r.SuggestionSpec, facts: Facts, id_factory: Callable[[], str]) -> dict[str, Any]:
+    actions = [a for a in (_action(x, facts) for x in spec.actions) if a is not None]
+    return {"uuid": id_factory(), "label": _suggestion_label(spec), "actions": actions}
+
+
+def _suggestion_label(spec: r.SuggestionSpec) -> str:
+    for action in spec.actions:
+        if isinstance(action, r.CreateServiceRequest):
+            return f"Order {TEST_TEXT.get(action.test, action.test).lower()}"
+    creates = [a for a in spec.actions if isinstance(a, r.CreateMedicationRequest)]
+    deletes = [a for a in spec.actions if isinstance(a, r.DeleteDraft)]
+    if creates and deletes:
+        return f"Replace the order with {creates[0].salt}"
+    if creates:
+        return f"Start {creates[0].salt}, {creates[0].elemental_mg_per_day} mg elemental magnesium per day"
+    return "Remove the draft order"
+
+
+def _action(action: r.Action, facts: Facts) -> dict[str, Any] | None:
+    if isinstance(action, r.DeleteDraft):
+        return {
+            "type": "delete",
+            "description": "Remove the draft order",
+            "resourceId": f"{action.resource_type}/{action.resource_id}",
+        }
+    if facts.patient_id is None:
+        return None  # a create without a subject is invalid FHIR: offer nothing rather than something broken
+    if isinstance(action, r.CreateServiceRequest):
+        resource = service_request(action, facts.patient_id, facts.encounter_id)
+        return {
+            "type": "create",
+            "description": _suggestion_label(r.SuggestionSpec("", (action,))),
+            "resource": resource,
+        }
+    resource = medication_request(action, facts.patient_id, facts.encounter_id)
+    return {"type": "create", "description": f"Draft order for {action.salt}", "resource": resource}
+
+
+def _context(patient_id: str, encounter_id: str | None) -> dict[str, Any]:
+    context: dict[str, Any] = {"subject": {"reference": f"Patient/{patient_id}"}}
+    if encounter_id:
+        context["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+    return context
+
+
+def service_request(
+    action: r.CreateServiceRequest, patient_id: str, encounter_id: str | None
+) -> dict[str, Any]:
+    """A draft ServiceRequest for a LOINC-coded test, validated as FHIR R4."""
+    coding: dict[str, Any] = {"system": LOINC_SYSTEM, "code": action.loinc}
+    if action.loinc in LOINC_DISPLAYS:
+        coding["display"] = LOINC_DISPLAYS[action.loinc]
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [coding], "text": TEST_TEXT.get(action.test, action.test)},
+        **_context(patient_id, encounter_id),
+    }
+    _validate(ServiceRequest, resource)
+    return resource
+
+
+def medication_request(
+    action: r.CreateMedicationRequest, patient_id: str, encounter_id: str | None
+) -> dict[str, Any]:
+    """A draft MedicationRequest for a magnesium salt at the elemental daily dose in divided doses."""
+    per_dose = action.elemental_mg_per_day / action.doses_per_day
+    per_dose_value: int | float = int(per_dose) if per_dose.is_integer() else round(per_dose, 1)
+    text = (
+        f"{per_dose_value} mg elemental magnesium as {action.salt} by mouth "
+        f"{action.doses_per_day} times a day "
+        f"({action.elemental_mg_per_day} mg elemental magnesium per day in divided doses)"
+    )
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        # No RxNorm code: we only send codes we are sure of; the salt name is unambiguous text.
+        "medicationCodeableConcept": {"text": action.salt.capitalize()},
+        **_context(patient_id, encounter_id),
+        "dosageInstruction": [
+            {
+                "text": text,
+                "timing": {"repeat": {"frequency": action.doses_per_day, "period": 1, "periodUnit": "d"}},
+                "route": {
+                    "coding": [{"system": SNOMED_SYSTEM, "code": ORAL_ROUTE[0], "display": ORAL_ROUTE[1]}]
+                },
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": per_dose_value,
+                            "unit": "mg elemental magnesium",
+                            "system": UCUM_SYSTEM,
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+    _validate(MedicationRequest, resource)
+    return resource
+
+
+def _validate(model: Any, resource: dict[str, Any]) -> None:
+    try:
+        model.model_validate(resource)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise CardBuildError(f"invalid {resource.get('resourceType')} built for a suggestion: {exc}") from exc
+
+
+def _require_no_empty(value: Any, where: str) -> None:
+    """CDS Hooks forbids null and empty values; finding one is our bug."""
+    if value is None or value == "" or value == [] or value == {}:
+        raise CardBuildError(f"empty value at {where}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _require_no_empty(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _require_no_empty(item, f"{where}[{index}]")

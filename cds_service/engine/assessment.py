@@ -1,0 +1,188 @@
+"""The assessment: every conclusion of clinical-rules.md sections 1-6 with its evidence, plus recommendations.
+
+``assess`` is pure: facts, ``now`` and settings in; a frozen ``Assessment`` out. It never raises on missing or
+unusable data: those become ``unknown`` conclusions with notes that say why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from cds_service.engine.alcohol import AlcoholResult, assess_alcohol
+from cds_service.engine.deficiency import assess_deficiency
+from cds_service.engine.egfr import EgfrResult, assess_egfr
+from cds_service.engine.facts import MG_WASTING_OTHER, Evidence, Facts, MedicationFact
+from cds_service.engine.femg import FemgResult, assess_femg
+from cds_service.engine.magnesium import MagnesiumResult, assess_ionized, assess_serum
+from cds_service.engine.mds import MdsResult, compute_mds
+from cds_service.engine.medications import current_medications, with_class
+from cds_service.engine.recommend import recommend
+from cds_service.engine.recommendation import Recommendation
+from cds_service.engine.settings import ClinicalSettings
+
+# Other magnesium-wasting drugs, not in the MDS, listed by ingredient [PAP26].
+OTHER_MG_WASTING_INGREDIENTS = frozenset(
+    {
+        "cisplatin",
+        "carboplatin",
+        "oxaliplatin",
+        "cetuximab",
+        "panitumumab",
+        "tacrolimus",
+        "cyclosporine",
+        "amphotericin b",
+        "foscarnet",
+        "pentamidine",
+        "gentamicin",
+        "tobramycin",
+        "amikacin",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything the engine concluded for one patient at ``now``."""
+
+    now: datetime
+    mds: MdsResult
+    egfr: EgfrResult
+    serum_mg: MagnesiumResult
+    ionized_mg: MagnesiumResult
+    femg: FemgResult
+    alcohol: AlcoholResult
+    deficiency: str
+    current_medications: tuple[MedicationFact, ...]
+    other_risk_drugs: tuple[str, ...]
+    other_risk_evidence: tuple[Evidence, ...]
+    notes: tuple[str, ...]
+    recommendations: tuple[Recommendation, ...] = ()
+
+    @property
+    def recommendation_codes(self) -> tuple[str, ...]:
+        """The codes of the recommendations, in card order."""
+        return tuple(r.code for r in self.recommendations)
+
+
+def other_risk_drug_names(
+    current: tuple[MedicationFact, ...],
+) -> tuple[tuple[str, ...], tuple[Evidence, ...]]:
+    """Ingredient names (sorted, unique) of current other magnesium-wasting drugs, and their evidence."""
+    drugs = with_class(current, {MG_WASTING_OTHER})
+    names: set[str] = set()
+    for drug in drugs:
+        listed = [i for i in drug.ingredients if i.lower() in OTHER_MG_WASTING_INGREDIENTS]
+        names.update(i.lower() for i in (listed or list(drug.ingredients)))
+    return tuple(sorted(names)), tuple(d.evidence for d in drugs)
+
+
+def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessment:
+    """Assess one patient at ``now`` (clinical-rules.md sections 1-8)."""
+    current = current_medications(facts.medications, now)
+    egfr = assess_egfr(facts, now, settings)
+    alcohol = assess_alcohol(facts, now, settings)
+    serum = assess_serum(facts, now, settings)
+    ionized = assess_ionized(facts, now, settings)
+    femg = assess_femg(facts, now, settings, serum.category)
+    mds = compute_mds(current, facts.medications_known, egfr, alcohol)
+    other_names, other_evidence = other_risk_drug_names(current)
+    notes = (*facts.data_notes, *egfr.notes, *serum.notes, *ionized.notes, *alcohol.notes)
+    base = Assessment(
+        now=now,
+        mds=mds,
+        egfr=egfr,
+        serum_mg=serum,
+        ionized_mg=ionized,
+        femg=femg,
+        alcohol=alcohol,
+        deficiency=assess_deficiency(serum.category, ionized.category),
+        current_medications=current,
+        other_risk_drugs=other_names,
+        other_risk_evidence=other_evidence,
+        notes=tuple(dict.fromkeys(notes)),
+    )
+    return replace(base, recommendations=recommend(base, facts, settings))
+
+
+def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
+    """JSON-safe evidence."""
+    return {
+        "resource": f"{evidence.resource_type}/{evidence.resource_id}",
+        "code": evidence.code,
+        "display": evidence.display,
+        "value": evidence.value,
+        "unit": evidence.unit,
+        "date": evidence.date.isoformat() if evidence.date is not None else None,
+        "note": evidence.note,
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _magnesium_to_dict(result: MagnesiumResult) -> dict[str, Any]:
+    return {
+        "value_mmol_l": result.value_mmol_l,
+        "comparator": result.comparator,
+        "category": result.category,
+        "preliminary": result.preliminary,
+        "unusable_reason": result.unusable_reason,
+        "evidence": [evidence_to_dict(result.evidence)] if result.evidence is not None else [],
+        "stale": [evidence_to_dict(result.stale)] if result.stale is not None else [],
+        "reference_low": result.reference_low,
+        "reference_high": result.reference_high,
+        "reference_source": result.reference_source,
+    }
+
+
+def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
+    """The assessment as the JSON of issue 3 (``mgcds evaluate --json``)."""
+    a = assessment
+    return {
+        "now": a.now.isoformat(),
+        "mds": {
+            "min": a.mds.min,
+            "max": a.mds.max,
+            "group": a.mds.group,
+            "components": [
+                {
+                    "name": c.name,
+                    "points": [c.points[0], c.points[1]],
+                    "basis": c.basis,
+                    "evidence": [evidence_to_dict(e) for e in c.evidence],
+                }
+                for c in a.mds.components
+            ],
+        },
+        "egfr": {
+            "value": a.egfr.value,
+            "comparator": a.egfr.comparator,
+            "source": a.egfr.source,
+            "age_years": a.egfr.age_years,
+            "preliminary": a.egfr.preliminary,
+            "evidence": [evidence_to_dict(e) for e in a.egfr.evidence],
+            "stale": [evidence_to_dict(e) for e in a.egfr.stale],
+        },
+        "serum_mg": _magnesium_to_dict(a.serum_mg),
+        "ionized_mg": _magnesium_to_dict(a.ionized_mg),
+        "femg": {
+            "percent": a.femg.percent,
+            "interpretation": a.femg.interpretation,
+            "evidence": [evidence_to_dict(e) for e in a.femg.evidence],
+        },
+        "alcohol": {
+            "heavy": a.alcohol.heavy,
+            "method": a.alcohol.method,
+            "drinks_per_day_low": _finite(a.alcohol.drinks_per_day_low),
+            "drinks_per_day_high": _finite(a.alcohol.drinks_per_day_high),
+            "evidence": [evidence_to_dict(e) for e in a.alcohol.evidence],
+        },
+        "other_risk_drugs": list(a.other_risk_drugs),
+        "deficiency": a.deficiency,
+        "recommendations": list(a.recommendation_codes),
+        "notes": list(a.notes),
+    }

@@ -1,0 +1,106 @@
+"""Fractional excretion of magnesium (clinical-rules.md section 5) [TUC20].
+
+FEMg % = (U_Mg x S_Cr) / (0.7 x S_Mg x U_Cr) x 100, with magnesium in mmol/L and creatinine in mg/dL on both
+sides (the extractor normalised them). 0.7 is the free, filterable fraction of serum magnesium. Needs a spot
+urine magnesium and urine creatinine from the same day, and a serum magnesium and serum creatinine within 2
+days of it. Interpreted only in hypomagnesemia: > 4 % renal wasting, < 2 % extrarenal loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from cds_service.engine.facts import (
+    SERUM_CREATININE,
+    SERUM_MAGNESIUM,
+    URINE_CREATININE,
+    URINE_MAGNESIUM,
+    Evidence,
+    Facts,
+    LabResult,
+)
+from cds_service.engine.magnesium import LOW, SEVERE_LOW
+from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.windows import has_usable_value, in_window
+
+FILTERABLE_FRACTION = 0.7  # [TUC20] fraction of serum magnesium that is filtered
+RENAL_WASTING_ABOVE_PERCENT = 4.0  # [TUC20]
+EXTRARENAL_BELOW_PERCENT = 2.0  # [TUC20]
+SERUM_MAX_DAYS_FROM_URINE = 2  # clinical-rules.md section 5
+
+NOT_APPLICABLE = "not-applicable"
+
+
+@dataclass(frozen=True)
+class FemgResult:
+    """FEMg percent (1 decimal) when computable, its interpretation and evidence."""
+
+    percent: float | None
+    interpretation: str
+    evidence: tuple[Evidence, ...] = ()
+
+
+def femg_percent(urine_mg: float, serum_cr: float, serum_mg: float, urine_cr: float) -> float:
+    """FEMg in percent, unrounded."""
+    return (urine_mg * serum_cr) / (FILTERABLE_FRACTION * serum_mg * urine_cr) * 100.0
+
+
+def interpret(percent: float, serum_category: str) -> str:
+    """renal-wasting / extrarenal / indeterminate in hypomagnesemia, else not-applicable."""
+    if serum_category not in (LOW, SEVERE_LOW):
+        return NOT_APPLICABLE
+    if percent > RENAL_WASTING_ABOVE_PERCENT:
+        return "renal-wasting"
+    if percent < EXTRARENAL_BELOW_PERCENT:
+        return "extrarenal"
+    return "indeterminate"
+
+
+def assess_femg(facts: Facts, now: datetime, settings: ClinicalSettings, serum_category: str) -> FemgResult:
+    """FEMg from the newest same-day urine pair with serum values within 2 days of it."""
+    window = settings.magnesium_window_days
+    urine_mg = _numeric(in_window(facts.labs, URINE_MAGNESIUM, now, window))
+    urine_cr = _numeric(in_window(facts.labs, URINE_CREATININE, now, window))
+    serum_mg = _numeric(in_window(facts.labs, SERUM_MAGNESIUM, now, window))
+    serum_cr = _numeric(in_window(facts.labs, SERUM_CREATININE, now, settings.renal_window_days))
+    for umg in urine_mg:
+        ucr = _first(r for r in urine_cr if _same_day(r, umg))
+        smg = _first(r for r in serum_mg if _within(r, umg))
+        scr = _first(r for r in serum_cr if _within(r, umg))
+        if ucr is None or smg is None or scr is None:
+            continue
+        if umg.value is None or scr.value is None or smg.value is None or ucr.value is None:
+            continue
+        percent = _round1(femg_percent(umg.value, scr.value, smg.value, ucr.value))
+        evidence = (umg.evidence, ucr.evidence, smg.evidence, scr.evidence)
+        return FemgResult(percent, interpret(percent, serum_category), evidence)
+    return FemgResult(None, NOT_APPLICABLE)
+
+
+def _numeric(results: list[LabResult]) -> list[LabResult]:
+    return [
+        r
+        for r in results
+        if has_usable_value(r) and r.comparator is None and r.value is not None and 0 < r.value < 1e6
+    ]
+
+
+def _first(results: Iterable[LabResult]) -> LabResult | None:
+    return next(iter(results), None)
+
+
+def _same_day(a: LabResult, b: LabResult) -> bool:
+    return a.effective is not None and b.effective is not None and a.effective.date() == b.effective.date()
+
+
+def _within(a: LabResult, b: LabResult) -> bool:
+    if a.effective is None or b.effective is None:
+        return False
+    return abs(a.effective - b.effective) <= timedelta(days=SERUM_MAX_DAYS_FROM_URINE)
+
+
+def _round1(value: float) -> float:
+    return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))

@@ -1,0 +1,163 @@
+"""Serum and ionized magnesium: rounding and categories (clinical-rules.md section 2).
+
+Values arrive in mmol/L, unrounded (the extractor converted mg/dL x 0.4114, mg/L x 0.04114, mEq/L x 0.5).
+They are rounded to 2 decimals, half up, before any comparison: 1.7 mg/dL -> 0.69938 -> 0.70 -> low-normal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from cds_service.engine.facts import IONIZED_MAGNESIUM, SERUM_MAGNESIUM, Evidence, Facts, LabResult
+from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.windows import Selection, has_usable_value, select_newest
+
+# Serum/plasma total magnesium category boundaries, mmol/L.
+SEVERE_LOW_BELOW = 0.50  # [PAP26] severe hypomagnesemia
+LOW_BELOW = 0.70  # [PIC20] hypomagnesemia
+LOW_NORMAL_BELOW = 0.85  # [COS16] chronic latent deficiency below 0.85
+NORMAL_MAX = 1.05  # above: hypermagnesemia
+
+SEVERE_LOW = "severe-low"
+LOW = "low"
+LOW_NORMAL = "low-normal"
+NORMAL = "normal"
+HIGH = "high"
+UNKNOWN = "unknown"
+
+REFERENCE_FROM_OBSERVATION = "observation"
+REFERENCE_DEFAULT = "default"
+
+_Categoriser = Callable[[float, str | None, LabResult], str]
+
+
+@dataclass(frozen=True)
+class MagnesiumResult:
+    """One magnesium interpretation (serum or ionized) with its evidence."""
+
+    value_mmol_l: float | None
+    comparator: str | None
+    category: str
+    evidence: Evidence | None = None
+    stale: Evidence | None = None
+    unusable_reason: str | None = None
+    preliminary: bool = False
+    effective: datetime | None = None
+    reference_low: float | None = None
+    reference_high: float | None = None
+    reference_source: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def round_mmol(value: float) -> float:
+    """Round a mmol/L value to 2 decimals, halves up (section 2)."""
+    return float(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def serum_category(rounded_mmol_l: float) -> str:
+    """The serum category of a rounded mmol/L value."""
+    if rounded_mmol_l < SEVERE_LOW_BELOW:
+        return SEVERE_LOW
+    if rounded_mmol_l < LOW_BELOW:
+        return LOW
+    if rounded_mmol_l < LOW_NORMAL_BELOW:
+        return LOW_NORMAL
+    if rounded_mmol_l <= NORMAL_MAX:
+        return NORMAL
+    return HIGH
+
+
+def serum_category_bounded(rounded: float, comparator: str | None) -> str:
+    """The serum category when a comparator bounds the value; unknown when the bound spans categories."""
+    if comparator is None:
+        return serum_category(rounded)
+    if comparator == "<":
+        return SEVERE_LOW if rounded <= SEVERE_LOW_BELOW else UNKNOWN
+    if comparator == "<=":
+        return SEVERE_LOW if rounded < SEVERE_LOW_BELOW else UNKNOWN
+    if comparator == ">":
+        return HIGH if rounded >= NORMAL_MAX else UNKNOWN
+    return HIGH if rounded > NORMAL_MAX else UNKNOWN
+
+
+def ionized_category(rounded: float, comparator: str | None, low: float, high: float) -> str:
+    """The ionized category against a reference interval; unknown when a comparator spans it."""
+    if comparator is None:
+        return LOW if rounded < low else HIGH if rounded > high else NORMAL
+    if comparator in ("<", "<="):
+        return LOW if rounded <= low else UNKNOWN
+    return HIGH if rounded >= high else UNKNOWN
+
+
+def assess_serum(facts: Facts, now: datetime, settings: ClinicalSettings) -> MagnesiumResult:
+    """Serum/plasma total magnesium: newest in window, rounded, categorised."""
+    selection = select_newest(facts.labs, SERUM_MAGNESIUM, now, settings.magnesium_window_days)
+    return _interpret(selection, lambda rounded, comparator, _r: serum_category_bounded(rounded, comparator))
+
+
+def assess_ionized(facts: Facts, now: datetime, settings: ClinicalSettings) -> MagnesiumResult:
+    """Ionized magnesium, against the Observation's reference range when it gives both limits in mmol/L."""
+    selection = select_newest(facts.labs, IONIZED_MAGNESIUM, now, settings.magnesium_window_days)
+    current = selection.current
+    low, high, source = settings.ionized_low_mmol_l, settings.ionized_high_mmol_l, REFERENCE_DEFAULT
+    if (
+        current is not None
+        and current.reference_low is not None
+        and current.reference_high is not None
+        and current.reference_low < current.reference_high
+    ):
+        low, high, source = current.reference_low, current.reference_high, REFERENCE_FROM_OBSERVATION
+    result = _interpret(
+        selection, lambda rounded, comparator, _r: ionized_category(rounded, comparator, low, high)
+    )
+    return MagnesiumResult(
+        value_mmol_l=result.value_mmol_l,
+        comparator=result.comparator,
+        category=result.category,
+        evidence=result.evidence,
+        stale=result.stale,
+        unusable_reason=result.unusable_reason,
+        preliminary=result.preliminary,
+        effective=result.effective,
+        reference_low=low,
+        reference_high=high,
+        reference_source=source,
+        notes=result.notes,
+    )
+
+
+def _interpret(selection: Selection, categorise: _Categoriser) -> MagnesiumResult:
+    stale = selection.stale.evidence if selection.stale is not None else None
+    current = selection.current
+    if current is None:
+        return MagnesiumResult(None, None, UNKNOWN, stale=stale, notes=selection.notes)
+    if not has_usable_value(current) or current.value is None or not math.isfinite(current.value):
+        return MagnesiumResult(
+            None,
+            None,
+            UNKNOWN,
+            evidence=current.evidence,
+            unusable_reason=current.unusable_reason or "no numeric value",
+            preliminary=selection.preliminary,
+            effective=current.effective,
+            notes=selection.notes,
+        )
+    comparator = current.comparator if current.comparator in ("<", "<=", ">", ">=") else None
+    rounded = round_mmol(current.value)
+    category = categorise(rounded, comparator, current)
+    notes = selection.notes
+    if category == UNKNOWN:
+        notes = (*notes, f"{current.concept} {comparator}{rounded} does not decide the category")
+    return MagnesiumResult(
+        rounded,
+        comparator,
+        category,
+        evidence=current.evidence,
+        preliminary=selection.preliminary,
+        effective=current.effective,
+        notes=notes,
+    )
