@@ -50,6 +50,7 @@ def create_app(
     from cds_service.recording import AuditRecorder
     from cds_service.security.wiring import build_authenticator, build_fhir_guard
     from hooks import build_registry
+    from hooks.base import observation_search_codes
     from terminology import default_terminology
 
     settings = settings or load_settings()
@@ -85,7 +86,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["mgcds.settings"] = settings
     app.extensions["mgcds.runtime"] = runtime
-    app.extensions["mgcds.services"] = build_registry(terminology.prefetch_observation_codes())
+    app.extensions["mgcds.services"] = build_registry(observation_search_codes(terminology))
     app.extensions["mgcds.audit_recorder"] = AuditRecorder(audit_log, clock=runtime.clock)
     register_api(app, settings)
     if settings.dev:

@@ -24,6 +24,7 @@ from cds_service.errors import BadRequest, MgCDSError, PrerequisiteFailed
 from cds_service.fhir.client import FhirClient, iter_bundle_resources
 from hooks import HookOutcome, RegisteredService, build_registry
 from hooks.base import (
+    observation_search_codes,
     CONDITIONS_KEY,
     MEDICATION_REQUESTS_KEY,
     MEDICATION_STATEMENTS_KEY,
@@ -181,7 +182,7 @@ def evaluate_request(
         id_factory=new_uuid,
     )
     try:
-        service = _service_for(request.hook, build_registry(terminology.prefetch_observation_codes()))
+        service = _service_for(request.hook, build_registry(observation_search_codes(terminology)))
         if request.fhirServer:
             guard.check(request.fhirServer, None)
         return service.handle(request, runtime, None)
