@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import IO, Any
 
 from cds_service.audit.export import iter_csv, iter_fhir_ndjson
 from cds_service.audit.log import AuditLog, init_audit_store, open_audit_log
+from cds_service.audit.records import parse_moment
 from cds_service.audit.store import CallFilter, StoredRecord
 from cds_service.config import Settings
 from cds_service.errors import AuditStoreError
@@ -20,21 +21,18 @@ EXIT_BROKEN = 1  # verify found a broken link
 EXIT_STORE = 2  # the store could not be reached or is not initialised
 
 
-def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
-    """ISO 8601 date or date-time; naive values are UTC; a bare date as ``--until`` means its whole day."""
+def _since(text: str) -> datetime:
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime.combine(day, time.min, tzinfo=UTC)
-            return moment + timedelta(days=1) - timedelta(microseconds=1) if end_of_day else moment
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_moment(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or date-time: {text!r}") from exc
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _until(text: str) -> datetime:
-    return parse_moment(text, end_of_day=True)
+    try:
+        return parse_moment(text, end_of_day=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
@@ -55,7 +53,7 @@ def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
     listing = commands.add_parser("list", help="list service calls with their cards and feedback")
     listing.add_argument("--patient", help="patient id")
     listing.add_argument("--user", help="user id (context.userId)")
-    listing.add_argument("--since", type=parse_moment, help="ISO 8601 date or date-time (UTC if no offset)")
+    listing.add_argument("--since", type=_since, help="ISO 8601 date or date-time (UTC if no offset)")
     listing.add_argument(
         "--until", type=_until, help="ISO 8601 date or date-time; a bare date includes that day"
     )
