@@ -1,0 +1,245 @@
+"""``mgcds audit init | verify | replay | list | show | export``: the audit log from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import IO, Any
+
+from cds_service.audit.export import iter_csv, iter_fhir_ndjson
+from cds_service.audit.log import AuditLog, init_audit_store, open_audit_log
+from cds_service.audit.records import parse_moment
+from cds_service.audit.store import CallFilter, StoredRecord
+from cds_service.config import Settings
+from cds_service.errors import AuditStoreError
+
+EXIT_OK = 0
+EXIT_BROKEN = 1  # verify found a broken link
+EXIT_STORE = 2  # the store could not be reached or is not initialised
+
+
+def _since(text: str) -> datetime:
+    try:
+        return parse_moment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _until(text: str) -> datetime:
+    try:
+        return parse_moment(text, end_of_day=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
+    """Add ``audit`` and its sub-commands; each sets ``func(args) -> int`` (the exit status)."""
+    audit = subparsers.add_parser("audit", help="the append-only audit log")
+    commands = audit.add_subparsers(dest="audit_command", required=True)
+
+    def bind(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace, Settings], int]) -> None:
+        parser.set_defaults(func=lambda args: handler(args, get_settings()))
+
+    bind(commands.add_parser("init", help="create the audit schema (explicit; safe to repeat)"), _cmd_init)
+    bind(
+        commands.add_parser("verify", help="walk the hash chain; non-zero exit at the first broken link"),
+        _cmd_verify,
+    )
+    bind(commands.add_parser("replay", help="store the records waiting in the spool"), _cmd_replay)
+
+    listing = commands.add_parser("list", help="list service calls with their cards and feedback")
+    listing.add_argument("--patient", help="patient id")
+    listing.add_argument("--user", help="user id (context.userId)")
+    listing.add_argument("--since", type=_since, help="ISO 8601 date or date-time (UTC if no offset)")
+    listing.add_argument(
+        "--until", type=_until, help="ISO 8601 date or date-time; a bare date includes that day"
+    )
+    listing.add_argument("--recommendation", help="recommendation code, e.g. test-serum-mg")
+    listing.add_argument("--outcome", choices=["accepted", "overridden", "none"], help="feedback outcome")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    bind(listing, _cmd_list)
+
+    show = commands.add_parser("show", help="one record in full, with its place in the chain")
+    show.add_argument("record_id")
+    bind(show, _cmd_show)
+
+    export = commands.add_parser("export", help="every record, in chain order")
+    export.add_argument(
+        "--format", choices=["fhir", "csv"], required=True, help="fhir: NDJSON AuditEvents (R4)"
+    )
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    bind(export, _cmd_export)
+
+
+def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
+    """Run ``audit ...`` on its own (tests, ``python -m cds_service.audit.cli``)."""
+    from cds_service.config import load_settings
+
+    parser = argparse.ArgumentParser(prog="mgcds")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers, (lambda: settings) if settings is not None else load_settings)
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    return handler(args)
+
+
+def _open(settings: Settings) -> AuditLog:
+    return open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
+
+
+def _cmd_init(_args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        init_audit_store(settings.resolved_audit_url)
+    except AuditStoreError as exc:
+        print(f"audit init failed: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    print("audit store ready")
+    return EXIT_OK
+
+
+def _cmd_verify(_args: argparse.Namespace, settings: Settings) -> int:
+    log = _open(settings)
+    try:
+        report = log.verify()
+    except AuditStoreError as exc:
+        print(f"audit verify failed: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    finally:
+        log.close()
+    print(report.describe(), file=sys.stdout if report.ok else sys.stderr)
+    return EXIT_OK if report.ok else EXIT_BROKEN
+
+
+def _cmd_replay(_args: argparse.Namespace, settings: Settings) -> int:
+    log = _open(settings)
+    try:
+        stored = log.replay()
+    except AuditStoreError as exc:
+        print(f"audit replay failed, records stay in the spool: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    finally:
+        log.close()
+    print(f"replayed {stored} records")
+    return EXIT_OK
+
+
+def call_summary(call: StoredRecord, feedback: list[StoredRecord]) -> dict[str, Any]:
+    """The listing view of one call (``list --json``)."""
+    p = call.payload
+    return {
+        "record_id": call.record_id,
+        "seq": call.seq,
+        "occurred_at": call.occurred_at,
+        "service_id": p["service_id"],
+        "hook": p.get("hook"),
+        "patient_id": p.get("patient_id"),
+        "user_id": p.get("user_id"),
+        "http_status": p.get("http_status"),
+        "error": p.get("error"),
+        "cards": [
+            {k: card[k] for k in ("uuid", "recommendation", "indicator", "summary")}
+            for card in p.get("cards", ())
+        ],
+        "feedback": [
+            {
+                "record_id": item.record_id,
+                "card_uuid": item.payload["card_uuid"],
+                "outcome": item.payload["outcome"],
+                "override_reason": item.payload.get("override_reason"),
+            }
+            for item in feedback
+        ],
+    }
+
+
+def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    filters = CallFilter(
+        patient_id=args.patient,
+        user_id=args.user,
+        since=args.since,
+        until=args.until,
+        recommendation=args.recommendation,
+        outcome=args.outcome,
+    )
+    log = _open(settings)
+    try:
+        calls, total = log.list_calls(filters, limit=args.limit, offset=args.offset)
+        feedback = log.feedback_for([call.record_id for call in calls])
+    except AuditStoreError as exc:
+        print(f"audit list failed: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    finally:
+        log.close()
+    rows = [call_summary(call, feedback[call.record_id]) for call in calls]
+    if args.json:
+        print(json.dumps({"total": total, "calls": rows}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    header = f"{'#':>6}  {'occurred_at':27}  {'record_id':32}  {'patient':14}  {'user':20}"
+    print(f"{header}  status  cards / outcomes")
+    for row in rows:
+        cards = ", ".join(card["recommendation"] for card in row["cards"]) or "-"
+        outcomes = ", ".join(item["outcome"] for item in row["feedback"]) or "no feedback"
+        print(
+            f"{row['seq']:>6}  {row['occurred_at']:27}  {row['record_id']:32}  "
+            f"{str(row['patient_id'])[:14]:14}  {str(row['user_id'])[:20]:20}  "
+            f"{row['http_status']!s:6}  {cards} / {outcomes}"
+        )
+    print(f"{len(rows)} of {total} calls")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    log = _open(settings)
+    try:
+        record = log.get(args.record_id)
+        feedback = log.feedback_for([args.record_id]).get(args.record_id, []) if record else []
+    except AuditStoreError as exc:
+        print(f"audit show failed: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    finally:
+        log.close()
+    if record is None:
+        print(f"no audit record {args.record_id}", file=sys.stderr)
+        return EXIT_BROKEN
+    shown = {
+        "seq": record.seq,
+        "record_id": record.record_id,
+        "event_type": record.event_type,
+        "linked_record_id": record.linked_record_id,
+        "payload_sha256": record.payload_sha256,
+        "prev_hash": record.prev_hash,
+        "entry_hash": record.entry_hash,
+        "payload": record.payload,
+        "feedback": [item.payload for item in feedback],
+    }
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    log = _open(settings)
+    out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        if args.format == "fhir":
+            for line in iter_fhir_ndjson(log.iter_records()):
+                out.write(line + "\n")
+        else:
+            for chunk in iter_csv(log.iter_records()):
+                out.write(chunk)
+    except AuditStoreError as exc:
+        print(f"audit export failed: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        log.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

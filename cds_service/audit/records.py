@@ -1,0 +1,259 @@
+"""What the audit log keeps: one record per service call and one per feedback item (issue 7 item 1).
+
+The records are plain frozen dataclasses with no place for access tokens or JWTs: whatever the HTTP layer
+knows about credentials cannot reach the log because there is no field to put it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+
+from cds_service.errors import AuditStoreError
+
+
+class AuditEventType(StrEnum):
+    """The closed vocabulary of audit events (DESIGN.md principle 9)."""
+
+    SERVICE_CALL = "service-call"
+    FEEDBACK = "feedback"
+
+
+class DataOrigin(StrEnum):
+    """Where the data behind one prefetch key came from."""
+
+    PREFETCH = "prefetch"
+    FETCHED = "fetched"
+    ABSENT = "absent"  # the key was null in the prefetch and nothing was fetched
+    FAILED = "failed"
+
+
+class FeedbackOutcome(StrEnum):
+    """CDS Hooks feedback outcomes."""
+
+    ACCEPTED = "accepted"
+    OVERRIDDEN = "overridden"
+
+
+@dataclass(frozen=True)
+class ResourceUsed:
+    """One FHIR resource the engine used, identified down to its version."""
+
+    resource_type: str
+    resource_id: str | None
+    version_id: str | None = None
+    last_updated: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSourceRecord:
+    """How the data of one prefetch key was obtained."""
+
+    key: str
+    origin: str
+    resources: tuple[ResourceUsed, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    """A card as returned to the EHR; ``card`` is its JSON exactly as sent."""
+
+    uuid: str
+    summary: str
+    indicator: str
+    recommendation: str
+    suggestion_uuids: tuple[str, ...] = ()
+    card: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One CDS service call, successful or failed (failed ones carry ``error`` and never the payload)."""
+
+    occurred_at: datetime
+    service_id: str
+    hook: str | None
+    hook_instance: str | None
+    issuer: str | None
+    tenant: str | None
+    user_id: str | None
+    patient_id: str | None
+    encounter_id: str | None
+    fhir_server: str | None
+    data_sources: tuple[DataSourceRecord, ...]
+    assessment: Mapping[str, Any] | None
+    cards: tuple[CardRecord, ...]
+    rule_version: str
+    http_status: int
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One CDS Hooks feedback item; the store links it to the call that issued ``card_uuid``."""
+
+    occurred_at: datetime
+    service_id: str
+    card_uuid: str
+    outcome: str
+    accepted_suggestions: tuple[str, ...]
+    override_reason: Mapping[str, str] | None
+    user_comment: str | None
+    outcome_timestamp: str
+    issuer: str | None
+    sender: str | None
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC ISO 8601 with microseconds: one fixed width, so text order is time order in every store."""
+    if moment.tzinfo is None:
+        raise AuditStoreError("audit timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Inverse of :func:`format_timestamp` (also accepts any ISO 8601 with an offset)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
+    """A filter bound: ISO 8601 date or date-time (naive is UTC); ``end_of_day``: a bare date inclusive."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time.min, tzinfo=UTC)
+            return moment + timedelta(days=1, microseconds=-1) if end_of_day else moment
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not an ISO 8601 date or date-time: {text!r}") from exc
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def call_to_payload(record: CallRecord) -> dict[str, Any]:
+    """The JSON payload of a call record (what is hashed and stored)."""
+    return {
+        "occurred_at": format_timestamp(record.occurred_at),
+        "service_id": record.service_id,
+        "hook": record.hook,
+        "hook_instance": record.hook_instance,
+        "issuer": record.issuer,
+        "tenant": record.tenant,
+        "user_id": record.user_id,
+        "patient_id": record.patient_id,
+        "encounter_id": record.encounter_id,
+        "fhir_server": record.fhir_server,
+        "data_sources": [
+            {
+                "key": source.key,
+                "origin": str(source.origin),
+                "resources": [
+                    {
+                        "resource_type": used.resource_type,
+                        "resource_id": used.resource_id,
+                        "version_id": used.version_id,
+                        "last_updated": used.last_updated,
+                    }
+                    for used in source.resources
+                ],
+                "error": source.error,
+            }
+            for source in record.data_sources
+        ],
+        "assessment": dict(record.assessment) if record.assessment is not None else None,
+        "cards": [
+            {
+                "uuid": card.uuid,
+                "summary": card.summary,
+                "indicator": card.indicator,
+                "recommendation": card.recommendation,
+                "suggestion_uuids": list(card.suggestion_uuids),
+                "card": dict(card.card),
+            }
+            for card in record.cards
+        ],
+        "rule_version": record.rule_version,
+        "http_status": record.http_status,
+        "latency_ms": record.latency_ms,
+        "error": record.error,
+    }
+
+
+def feedback_to_payload(record: FeedbackRecord) -> dict[str, Any]:
+    """The JSON payload of a feedback record (what is hashed and stored)."""
+    return {
+        "occurred_at": format_timestamp(record.occurred_at),
+        "service_id": record.service_id,
+        "card_uuid": record.card_uuid,
+        "outcome": str(record.outcome),
+        "accepted_suggestions": list(record.accepted_suggestions),
+        "override_reason": dict(record.override_reason) if record.override_reason is not None else None,
+        "user_comment": record.user_comment,
+        "outcome_timestamp": record.outcome_timestamp,
+        "issuer": record.issuer,
+        "sender": record.sender,
+    }
+
+
+def call_from_payload(payload: Mapping[str, Any]) -> CallRecord:
+    """Rebuild a :class:`CallRecord` from its stored payload."""
+    return CallRecord(
+        occurred_at=parse_timestamp(payload["occurred_at"]),
+        service_id=payload["service_id"],
+        hook=payload["hook"],
+        hook_instance=payload["hook_instance"],
+        issuer=payload["issuer"],
+        tenant=payload["tenant"],
+        user_id=payload["user_id"],
+        patient_id=payload["patient_id"],
+        encounter_id=payload["encounter_id"],
+        fhir_server=payload["fhir_server"],
+        data_sources=tuple(
+            DataSourceRecord(
+                key=source["key"],
+                origin=source["origin"],
+                resources=tuple(ResourceUsed(**used) for used in source["resources"]),
+                error=source["error"],
+            )
+            for source in payload["data_sources"]
+        ),
+        assessment=payload["assessment"],
+        cards=tuple(
+            CardRecord(
+                uuid=card["uuid"],
+                summary=card["summary"],
+                indicator=card["indicator"],
+                recommendation=card["recommendation"],
+                suggestion_uuids=tuple(card["suggestion_uuids"]),
+                card=card["card"],
+            )
+            for card in payload["cards"]
+        ),
+        rule_version=payload["rule_version"],
+        http_status=payload["http_status"],
+        latency_ms=payload["latency_ms"],
+        error=payload["error"],
+    )
+
+
+def feedback_from_payload(payload: Mapping[str, Any]) -> FeedbackRecord:
+    """Rebuild a :class:`FeedbackRecord` from its stored payload."""
+    return FeedbackRecord(
+        occurred_at=parse_timestamp(payload["occurred_at"]),
+        service_id=payload["service_id"],
+        card_uuid=payload["card_uuid"],
+        outcome=payload["outcome"],
+        accepted_suggestions=tuple(payload["accepted_suggestions"]),
+        override_reason=payload["override_reason"],
+        user_comment=payload["user_comment"],
+        outcome_timestamp=payload["outcome_timestamp"],
+        issuer=payload["issuer"],
+        sender=payload["sender"],
+    )

@@ -1,0 +1,446 @@
+"""Caller authentication: the CDS Hooks 2.0 JWT ("Trusting CDS Clients", https://cds-hooks.hl7.org/2.0/).
+
+Every service and feedback call carries ``Authorization: Bearer <JWT>`` signed by the EHR with an asymmetric
+key (spec: never ``none``, never a symmetric algorithm; ES384 and RS384 recommended). Checks, in order, each
+failure an :class:`InvalidCallerToken` (HTTP 401, generic message; the reason in ``.reason`` and the log,
+never the token):
+
+1. header present, ``Bearer`` scheme, bounded size, three base64url segments;
+2. ``alg`` in the configured allowlist (subset of ES384/RS384/ES256/RS256), ``typ`` JWT, ``kid`` present;
+3. ``iss`` in the trusted issuer registry (before any key is fetched);
+4. key source: ``jku`` only when it is in that issuer's ``jku_allowlist`` (otherwise rejected without
+   fetching), else the issuer's configured JWKS URL or file; unknown ``kid``: one rate-limited refresh;
+5. signature with the key of that ``kid`` (key type and curve must fit ``alg``);
+6. ``aud`` (string or array) holds exactly the called endpoint URL; ``exp``/``iat``/``nbf`` with clock skew;
+7. ``tenant`` listed for the issuer when the issuer lists tenants;
+8. ``jti`` not seen before within the token's lifetime (replay cache), recorded last so that only fully valid
+   tokens consume a ``jti``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cachetools
+import jwt
+import requests
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.exceptions import PyJWKError, PyJWTError
+
+from cds_service.errors import ConfigurationError, Unauthorized
+from cds_service.security.issuers import IssuerConfig, IssuerRegistry
+
+logger = logging.getLogger(__name__)
+
+GENERIC_MESSAGE = "invalid or missing CDS Hooks JWT"
+SUPPORTED_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
+DEFAULT_ALGORITHMS = ("ES384", "RS384")
+_EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1"}
+MIN_RSA_BITS = 2048
+MAX_TOKEN_CHARS = 16 * 1024
+MAX_JWKS_BYTES = 256 * 1024
+MAX_JTI_CHARS = 512
+
+KeyLocation = str | Path  # a JWKS URL, or a JWKS file path
+
+
+class InvalidCallerToken(Unauthorized):
+    """The caller's JWT was missing or invalid; ``reason`` says why (for log and audit, not the caller)."""
+
+    def __init__(self, reason: str, *, issuer: str | None = None) -> None:
+        super().__init__(GENERIC_MESSAGE)
+        self.reason = reason
+        self.issuer = issuer
+
+
+class JwksUnavailable(Exception):
+    """A JWKS could not be fetched or parsed."""
+
+
+@dataclass(frozen=True)
+class CallerIdentity:
+    """Who called: the verified issuer and the claims the rest of the service may use."""
+
+    issuer: str
+    subject: str | None
+    tenant: str | None
+    jti: str
+    key_id: str | None
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    """A parsed public key with the ``alg`` its JWK declared (None when the JWK names none)."""
+
+    jwk: jwt.PyJWK
+    declared_alg: str | None
+
+
+def _parse_jwks(document: Any) -> dict[str, VerificationKey]:
+    """Signature keys of a JWK Set by kid; keys without kid, for encryption or unusable are skipped."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise JwksUnavailable("not a JWK Set (no 'keys' array)")
+    keys: dict[str, VerificationKey] = {}
+    for entry in document["keys"]:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("kid"), str):
+            continue
+        if entry.get("use", "sig") != "sig":
+            continue
+        try:
+            declared = entry.get("alg")
+            keys[entry["kid"]] = VerificationKey(
+                jwt.PyJWK(dict(entry)), declared if isinstance(declared, str) else None
+            )
+        except (PyJWKError, ValueError, TypeError):
+            continue
+    return keys
+
+
+class JwksSource:
+    """Fetches and caches JWK Sets (URL or file); refreshes on an unknown kid at most once per interval."""
+
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        *,
+        timeout_seconds: float = 5.0,
+        ttl_seconds: float = 300.0,
+        min_refresh_interval_seconds: float = 60.0,
+        max_locations: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session or requests.Session()
+        self._timeout = timeout_seconds
+        self._min_refresh = min_refresh_interval_seconds
+        self._clock = clock
+        self._cache: cachetools.TTLCache[KeyLocation, dict[str, VerificationKey]] = cachetools.TTLCache(
+            maxsize=max_locations, ttl=ttl_seconds, timer=clock
+        )
+        self._last_fetch: dict[KeyLocation, float] = {}
+        self._lock = threading.Lock()
+        self.fetch_count = 0
+
+    def _load(self, location: KeyLocation) -> dict[str, VerificationKey]:
+        self.fetch_count += 1
+        self._last_fetch[location] = self._clock()
+        if isinstance(location, Path):
+            try:
+                return _parse_jwks(json.loads(location.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                raise JwksUnavailable(f"cannot read JWKS file: {exc}") from exc
+        try:
+            # No redirects: an allowlisted JWKS URL must not bounce us to a host nobody allowlisted.
+            response = self._session.get(
+                location,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+                headers={"Accept": "application/json"},
+            )
+            with response:
+                if response.status_code != 200:
+                    raise JwksUnavailable(f"JWKS URL answered HTTP {response.status_code}")
+                body = response.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
+        except requests.RequestException as exc:
+            raise JwksUnavailable(f"JWKS URL unreachable: {type(exc).__name__}") from exc
+        if len(body) > MAX_JWKS_BYTES:
+            raise JwksUnavailable("JWKS document too large")
+        try:
+            return _parse_jwks(json.loads(body))
+        except ValueError as exc:
+            raise JwksUnavailable("JWKS document is not JSON") from exc
+
+    def find_key(self, location: KeyLocation, kid: str) -> VerificationKey | None:
+        """The key with this kid: fetch the set if not cached, refresh once (rate-limited) on unknown kid."""
+        # Fail closed: when keys cannot be fetched, JwksUnavailable propagates and the caller is rejected.
+        with self._lock:
+            keys = self._cache.get(location)
+            if keys is None:
+                keys = self._load(location)
+                self._cache[location] = keys
+                return keys.get(kid)
+            if kid in keys:
+                return keys[kid]
+            last = self._last_fetch.get(location)
+            if last is not None and self._clock() - last < self._min_refresh:
+                return None
+            keys = self._load(location)
+            self._cache[location] = keys
+            return keys.get(kid)
+
+
+class ReplayCache(Protocol):
+    """Remembers each (issuer, jti) until the token expires."""
+
+    def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """Record the jti; True when it was already recorded and has not expired (a replay)."""
+        ...
+
+
+class InMemoryReplayCache:
+    """A per-process replay cache (one worker; with several workers use :class:`SqlReplayCache`)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, purge_every: int = 1024) -> None:
+        self._clock = clock
+        self._entries: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._purge_every = purge_every
+        self._calls = 0
+
+    def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """Record the jti; True when it was already recorded and has not expired (a replay)."""
+        now = self._clock()
+        with self._lock:
+            self._calls += 1
+            if self._calls % self._purge_every == 0:
+                self._entries = {key: exp for key, exp in self._entries.items() if exp >= now}
+            key = (issuer, jti)
+            previous = self._entries.get(key)
+            if previous is not None and previous >= now:
+                return True
+            self._entries[key] = expires_at
+            return False
+
+
+class SqlReplayCache:
+    """A replay cache in a database table, shared by every worker and instance (PostgreSQL or SQLite)."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        table_name: str = "mgcds_jwt_replay",
+        clock: Callable[[], float] = time.time,
+        purge_every: int = 256,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._purge_every = purge_every
+        self._calls = 0
+        metadata = sa.MetaData()
+        self._table = sa.Table(
+            table_name,
+            metadata,
+            sa.Column("issuer", sa.String(2048), primary_key=True),
+            sa.Column("jti", sa.String(MAX_JTI_CHARS), primary_key=True),
+            sa.Column("expires_at", sa.Float, nullable=False, index=True),
+        )
+        metadata.create_all(engine, checkfirst=True)
+
+    def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """Record the jti; True when it was already recorded and has not expired (a replay)."""
+        now = self._clock()
+        table = self._table
+        self._calls += 1
+        # Fail closed: a database error propagates (the caller answers 401/500), never "not seen".
+        try:
+            with self._engine.begin() as conn:
+                if self._calls % self._purge_every == 0:
+                    conn.execute(sa.delete(table).where(table.c.expires_at < now))
+                conn.execute(
+                    sa.delete(table).where(
+                        table.c.issuer == issuer, table.c.jti == jti, table.c.expires_at < now
+                    )
+                )
+                # The primary key makes the insert the atomic test-and-set across workers.
+                conn.execute(sa.insert(table).values(issuer=issuer, jti=jti, expires_at=expires_at))
+        except sa.exc.IntegrityError:
+            return True
+        return False
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class JwtVerifier:
+    """Verifies the CDS Hooks JWT of one request against the issuer registry."""
+
+    def __init__(
+        self,
+        registry: IssuerRegistry,
+        *,
+        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+        jwks: JwksSource,
+        replay_cache: ReplayCache,
+        clock_skew_seconds: int = 60,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        not_allowed = [alg for alg in algorithms if alg not in SUPPORTED_ALGORITHMS]
+        if not_allowed or not algorithms:
+            raise ConfigurationError(
+                f"JWT algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)} "
+                f"(never none or HMAC), got {list(algorithms)}"
+            )
+        if clock_skew_seconds < 0:
+            raise ConfigurationError("JWT clock skew must not be negative")
+        self._registry = registry
+        self._algorithms = frozenset(algorithms)
+        self._jwks = jwks
+        self._replay = replay_cache
+        self._skew = clock_skew_seconds
+        self._clock = clock
+
+    def verify(self, authorization_header: str | None, audience: str) -> CallerIdentity:
+        """Authenticate the caller for the endpoint URL ``audience``; raises :class:`InvalidCallerToken`."""
+        try:
+            return self._verify(authorization_header, audience)
+        except InvalidCallerToken as exc:
+            # The reason and the (untrusted, truncated) issuer only: the token itself never reaches a log.
+            logger.warning(
+                "caller JWT rejected",
+                extra={"event": "jwt_rejected", "reason": exc.reason, "issuer": (exc.issuer or "")[:200]},
+            )
+            raise
+
+    def _verify(self, authorization_header: str | None, audience: str) -> CallerIdentity:
+        token = self._bearer_token(authorization_header)
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except PyJWTError as exc:
+            raise InvalidCallerToken(f"malformed JWT: {type(exc).__name__}") from exc
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise InvalidCallerToken(f"algorithm not allowed: {str(alg)[:20]!r}")
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+            raise InvalidCallerToken("typ is not JWT")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidCallerToken("missing kid")
+        issuer = unverified.get("iss")
+        if not isinstance(issuer, str):
+            raise InvalidCallerToken("missing iss")
+        config = self._registry.get(issuer)
+        if config is None:
+            raise InvalidCallerToken("untrusted issuer", issuer=issuer)
+        location = self._key_location(config, header.get("jku", None))
+        try:
+            jwk = self._jwks.find_key(location, kid)
+        except JwksUnavailable as exc:
+            raise InvalidCallerToken(f"issuer keys unavailable: {exc}", issuer=issuer) from exc
+        if jwk is None:
+            raise InvalidCallerToken("unknown kid (after refresh)", issuer=issuer)
+        public_key = self._key_for(jwk, alg, issuer)
+        try:
+            claims = jwt.decode(
+                token,
+                key=public_key,
+                algorithms=[alg],
+                # Time and audience are checked below against our injectable clock and exact endpoint URL.
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except PyJWTError as exc:
+            raise InvalidCallerToken(f"bad signature: {type(exc).__name__}", issuer=issuer) from exc
+        self._check_audience(claims, audience, issuer)
+        expires_at = self._check_times(claims, issuer)
+        tenant = self._check_tenant(claims, config)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
+            raise InvalidCallerToken("missing or invalid jti", issuer=issuer)
+        if self._replay.seen(issuer, jti, expires_at + self._skew):
+            raise InvalidCallerToken("replayed jti", issuer=issuer)
+        subject = claims.get("sub")
+        return CallerIdentity(
+            issuer=issuer,
+            subject=subject if isinstance(subject, str) else None,
+            tenant=tenant,
+            jti=jti,
+            key_id=kid,
+        )
+
+    @staticmethod
+    def _bearer_token(authorization_header: str | None) -> str:
+        if not authorization_header:
+            raise InvalidCallerToken("missing Authorization header")
+        scheme, _, token = authorization_header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise InvalidCallerToken("Authorization is not a Bearer token")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise InvalidCallerToken("token too long")
+        if token.count(".") != 2 or " " in token:
+            raise InvalidCallerToken("malformed JWT: not three segments")
+        return token
+
+    @staticmethod
+    def _key_location(config: IssuerConfig, jku: Any) -> KeyLocation:
+        if jku is not None:
+            # Compared before anything is fetched: a forged token must not make us contact its URL.
+            if not isinstance(jku, str) or jku not in config.jku_allowlist:
+                raise InvalidCallerToken("jku not allowlisted for issuer", issuer=config.issuer)
+            return jku
+        if config.jwks_file is not None:
+            return config.jwks_file
+        if config.jwks_url is not None:
+            return config.jwks_url
+        raise InvalidCallerToken("no jku and no configured JWKS for issuer", issuer=config.issuer)
+
+    @staticmethod
+    def _key_for(verification_key: VerificationKey, alg: str, issuer: str) -> Any:
+        if verification_key.declared_alg is not None and verification_key.declared_alg != alg:
+            raise InvalidCallerToken("key's alg does not match the token's", issuer=issuer)
+        key = verification_key.jwk.key
+        if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            key = key.public_key()
+        if alg.startswith("ES"):
+            if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _EC_CURVES[alg]:
+                raise InvalidCallerToken("key type or curve does not fit alg", issuer=issuer)
+        elif not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+            raise InvalidCallerToken("key type or size does not fit alg", issuer=issuer)
+        return key
+
+    @staticmethod
+    def _check_audience(claims: Mapping[str, Any], audience: str, issuer: str) -> None:
+        aud = claims.get("aud")
+        if isinstance(aud, str):
+            accepted = [aud]
+        elif isinstance(aud, list) and all(isinstance(item, str) for item in aud):
+            accepted = aud
+        else:
+            raise InvalidCallerToken("missing or invalid aud", issuer=issuer)
+        if audience not in accepted:
+            raise InvalidCallerToken("aud is not this endpoint", issuer=issuer)
+
+    def _check_times(self, claims: Mapping[str, Any], issuer: str) -> float:
+        now = self._clock()
+        exp = _number(claims, "exp")
+        iat = _number(claims, "iat")
+        if exp is None or iat is None:
+            raise InvalidCallerToken("missing or invalid exp/iat", issuer=issuer)
+        if now > exp + self._skew:
+            raise InvalidCallerToken("expired", issuer=issuer)
+        if iat > now + self._skew:
+            raise InvalidCallerToken("iat in the future", issuer=issuer)
+        nbf = _number(claims, "nbf")
+        if "nbf" in claims and (nbf is None or nbf > now + self._skew):
+            raise InvalidCallerToken("not yet valid (nbf)", issuer=issuer)
+        return exp
+
+    @staticmethod
+    def _check_tenant(claims: Mapping[str, Any], config: IssuerConfig) -> str | None:
+        tenant = claims.get("tenant")
+        if tenant is not None and not isinstance(tenant, str):
+            raise InvalidCallerToken("tenant is not a string", issuer=config.issuer)
+        if config.tenants and tenant not in config.tenants:
+            raise InvalidCallerToken("tenant not listed for issuer", issuer=config.issuer)
+        return tenant
