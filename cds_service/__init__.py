@@ -14,7 +14,6 @@ from typing import Any
 from flask import Flask
 
 from cds_service.config import Settings, load_settings
-from cds_service.errors import ConfigurationError
 from cds_service.fhir.client import FhirClient
 from cds_service.runtime import Authenticator, FhirServerGuard, Runtime, new_uuid, utc_now
 
@@ -48,26 +47,27 @@ def create_app(
     """Build the Flask app from explicit settings (read from the environment when None)."""
     from cds_service.api import register_api
     from cds_service.recording import AuditRecorder
-    from cds_service.security.wiring import build_authenticator, build_fhir_guard
+    from cds_service.security.wiring import build_security
     from hooks import build_registry
     from hooks.base import observation_search_codes
     from terminology import default_terminology
 
     settings = settings or load_settings()
-    if not settings.dev and settings.trusted_issuers_path is None and authenticate is None:
-        raise ConfigurationError(
-            "MGCDS_TRUSTED_ISSUERS is not set: callers cannot be authenticated. "
-            "Set it to the issuer registry JSON, or run `mgcds serve --dev` for local development only."
-        )
     settings.instance_path.mkdir(parents=True, exist_ok=True)
 
     terminology = terminology or default_terminology()
-    guard = fhir_guard or build_fhir_guard(settings)
-    if authenticate is None:
-        authenticate = build_authenticator(settings)
+    if authenticate is None or fhir_guard is None:
+        security = build_security(settings)
+        authenticate = authenticate or security.authenticate
+        fhir_guard = fhir_guard or security.fhir_guard
+    guard = fhir_guard
     if audit_log is None:
-        from cds_service.audit.log import open_audit_log
+        from cds_service.audit.log import init_audit_store, open_audit_log
 
+        if settings.dev and settings.resolved_audit_url.startswith("sqlite"):
+            # Development convenience: `mgcds serve --dev` just works. In production the schema is created by an
+            # explicit `mgcds audit init`, and /readyz reports a store that was not.
+            init_audit_store(settings.resolved_audit_url)
         audit_log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path)
 
     runtime = Runtime(

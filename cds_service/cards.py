@@ -123,9 +123,7 @@ ACTION_TEXT = {
     r.TEST_IONIZED_MG: (
         "Serum magnesium may miss a chronic latent deficiency; ionized magnesium is the better marker."
     ),
-    r.CHECK_RENAL_FUNCTION: (
-        "Renal function is unknown; check creatinine (eGFR) before starting oral magnesium."
-    ),
+    r.CHECK_RENAL_FUNCTION: ("Renal function is unknown; check creatinine (eGFR) before starting oral magnesium."),
     r.SUPPLEMENT_RENAL_CAUTION: (
         "Oral magnesium is contraindicated below eGFR 30 mL/min/1.73 m2 without specialist supervision."
     ),
@@ -139,9 +137,7 @@ ACTION_TEXT = {
         "better bioavailability [FIO21]."
     ),
     r.STOP_SUPPLEMENT: "Serum magnesium is high while a magnesium supplement is taken: stop the supplement.",
-    r.ORDER_DEPLETES_MG: (
-        "This order lowers magnesium (diuretic, proton pump inhibitor or magnesium-wasting drug)."
-    ),
+    r.ORDER_DEPLETES_MG: ("This order lowers magnesium (diuretic, proton pump inhibitor or magnesium-wasting drug)."),
     r.ORDER_SUPPLEMENT_CONTRAINDICATED: (
         "A magnesium supplement is contraindicated with eGFR below 30 or a high serum magnesium."
     ),
@@ -212,8 +208,7 @@ def _card(
         "detail": _detail(rec, assessment, tags),
         "source": {"label": SOURCE_LABEL, "url": source_url},
         "overrideReasons": [
-            {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
-            for code, display in OVERRIDE_REASONS
+            {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display} for code, display in OVERRIDE_REASONS
         ],
         "extension": {RECOMMENDATION_EXTENSION_KEY: rec.code},
     }
@@ -332,9 +327,7 @@ def _detail(rec: r.Recommendation, a: Assessment, tags: tuple[str, ...]) -> str:
         lines.append(f"- {COMPONENT_TEXT.get(c.name, c.name)}: {pts} ({c.basis})" + (f": {ev}" if ev else ""))
 
     egfr = a.egfr
-    egfr_value = (
-        f"{egfr.comparator or ''}{egfr.value} mL/min/1.73 m2" if egfr.value is not None else "unknown"
-    )
+    egfr_value = f"{egfr.comparator or ''}{egfr.value} mL/min/1.73 m2" if egfr.value is not None else "unknown"
     lines.append(f"\n**eGFR**: {egfr_value}, {EGFR_SOURCE_TEXT.get(egfr.source, egfr.source)}")
     if egfr.age_years is not None:
         lines.append(f"- age {egfr.age_years} years at the creatinine")
@@ -419,9 +412,7 @@ def _context(patient_id: str, encounter_id: str | None) -> dict[str, Any]:
     return context
 
 
-def service_request(
-    action: r.CreateServiceRequest, patient_id: str, encounter_id: str | None
-) -> dict[str, Any]:
+def service_request(action: r.CreateServiceRequest, patient_id: str, encounter_id: str | None) -> dict[str, Any]:
     """A draft ServiceRequest for a LOINC-coded test, validated as FHIR R4."""
     coding: dict[str, Any] = {"system": LOINC_SYSTEM, "code": action.loinc}
     if action.loinc in LOINC_DISPLAYS:
@@ -437,9 +428,7 @@ def service_request(
     return resource
 
 
-def medication_request(
-    action: r.CreateMedicationRequest, patient_id: str, encounter_id: str | None
-) -> dict[str, Any]:
+def medication_request(action: r.CreateMedicationRequest, patient_id: str, encounter_id: str | None) -> dict[str, Any]:
     """A draft MedicationRequest for a magnesium salt at the elemental daily dose in divided doses."""
     per_dose = action.elemental_mg_per_day / action.doses_per_day
     per_dose_value: int | float = int(per_dose) if per_dose.is_integer() else round(per_dose, 1)
@@ -459,9 +448,7 @@ def medication_request(
             {
                 "text": text,
                 "timing": {"repeat": {"frequency": action.doses_per_day, "period": 1, "periodUnit": "d"}},
-                "route": {
-                    "coding": [{"system": SNOMED_SYSTEM, "code": ORAL_ROUTE[0], "display": ORAL_ROUTE[1]}]
-                },
+                "route": {"coding": [{"system": SNOMED_SYSTEM, "code": ORAL_ROUTE[0], "display": ORAL_ROUTE[1]}]},
                 "doseAndRate": [
                     {
                         "doseQuantity": {

@@ -1,4 +1,4 @@
-"""`mgcds`: serve the service, evaluate a patient without an EHR, fire hooks, review the audit log, check terminology."""
+"""`mgcds`: serve, evaluate a patient without an EHR, fire hooks, review the audit log, check terminology."""
 
 from __future__ import annotations
 
@@ -85,10 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _subcommand_registrars() -> list[Callable[[Any, Callable[[], Settings]], None]]:
     from cds_service.audit.cli import register as register_audit
     from cds_service.evaluate import register as register_evaluate
-    from cds_service.invoke import register as register_invoke
     from terminology.cli import register as register_terminology
 
-    return [register_evaluate, register_invoke, register_audit, register_terminology]
+    return [
+        register_evaluate,
+        register_audit,
+        lambda subparsers, _get_settings: register_terminology(subparsers),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result: int = args.func(args)
+        # Subcommands set func(args), or handler(args, out) where they write a report to a stream.
+        result: int = args.func(args) if hasattr(args, "func") else args.handler(args, sys.stdout)
     except ConfigurationError as exc:
         print(f"mgcds: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -105,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error worth a traceback.
+        sys.stderr.close()
+        return 0
     return result
 
 

@@ -154,9 +154,7 @@ def validate(settings: Settings) -> None:
         raise ConfigurationError(f"{PREFIX}TERMINOLOGY_KIND must be 'fhir' or 'rxnav'")
     bad_algs = [a for a in settings.jwt_algorithms if a not in {"ES384", "RS384", "ES256", "RS256"}]
     if bad_algs:
-        raise ConfigurationError(
-            f"{PREFIX}JWT_ALGORITHMS: not allowed: {', '.join(bad_algs)} (never none or HMAC)"
-        )
+        raise ConfigurationError(f"{PREFIX}JWT_ALGORITHMS: not allowed: {', '.join(bad_algs)} (never none or HMAC)")
     c = settings.clinical
     if not 0 < c.ionized_low_mmol_l < c.ionized_high_mmol_l:
         raise ConfigurationError(f"{PREFIX}CLINICAL_IONIZED_LOW_MMOL_L must be below ..._HIGH_MMOL_L")

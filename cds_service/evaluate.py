@@ -24,13 +24,13 @@ from cds_service.errors import BadRequest, MgCDSError, PrerequisiteFailed
 from cds_service.fhir.client import FhirClient, iter_bundle_resources
 from hooks import HookOutcome, RegisteredService, build_registry
 from hooks.base import (
-    observation_search_codes,
     CONDITIONS_KEY,
     MEDICATION_REQUESTS_KEY,
     MEDICATION_STATEMENTS_KEY,
     OBSERVATIONS_KEY,
     PATIENT_KEY,
     SERVICE_REQUESTS_KEY,
+    observation_search_codes,
 )
 
 HOOKS = ("patient-view", "order-select", "order-sign")
@@ -80,21 +80,39 @@ def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
 
 
-def request_from_bundle(bundle: Any, patient_id: str, hook: str) -> dict[str, Any]:
-    """A hook request whose prefetch holds the patient's resources from any Bundle (e.g. a Synthea transaction)."""
+def request_from_bundle(bundle: Any, patient_id: str | None, hook: str) -> dict[str, Any]:
+    """A hook request whose prefetch holds the patient's resources from any Bundle (e.g. a Synthea transaction).
+
+    ``patient_id`` may be None when the Bundle holds exactly one Patient.
+    """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise EvaluateError("the file is not a FHIR Bundle")
     patient: dict[str, Any] | None = None
     patient_urls: set[str] = set()
-    entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
+    raw_entries = bundle.get("entry")
+    entries: list[Any] = raw_entries if isinstance(raw_entries, list) else []
+    patient_ids = [
+        e["resource"].get("id")
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Patient"
+    ]
+    if patient_id is None:
+        if len(patient_ids) != 1:
+            raise EvaluateError(f"the bundle holds {len(patient_ids)} Patients; name one with --patient")
+        patient_id = str(patient_ids[0])
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and resource.get("resourceType") == "Patient" and resource.get("id") == patient_id:
+        if (
+            isinstance(resource, dict)
+            and resource.get("resourceType") == "Patient"
+            and resource.get("id") == patient_id
+        ):
             patient = resource
             if isinstance(entry.get("fullUrl"), str):
                 patient_urls.add(entry["fullUrl"])
     if patient is None:
-        raise EvaluateError(f"no Patient with id {patient_id!r} in the bundle")
+        shown = ", ".join(str(i) for i in patient_ids[:5]) or "none"
+        raise EvaluateError(f"no Patient with id {patient_id!r} in the bundle (Patients in it: {shown})")
     # Transaction bundles reference the patient by its fullUrl (urn:uuid:...): point those at Patient/<id>.
     text = json.dumps(bundle)
     for url in patient_urls:
@@ -210,11 +228,15 @@ def format_report(outcome: HookOutcome, out: TextIO) -> None:
     """A readable report: the score with its components, the interpretation, the cards."""
     a = outcome.assessment or {}
     mds = a.get("mds", {})
-    out.write(f"Magnesium Depletion Score: {mds.get('min')}-{mds.get('max')} of 5 (group {mds.get('group')})\n")
-    for name, component in (mds.get("components") or {}).items():
-        points = component.get("points")
-        why = component.get("reason") or component.get("explanation") or ""
-        out.write(f"  - {name}: {points} {why}\n")
+    score = mds.get("min") if mds.get("min") == mds.get("max") else f"{mds.get('min')}-{mds.get('max')}"
+    out.write(f"Magnesium Depletion Score: {score} of 5 (group {mds.get('group')})\n")
+    for component in mds.get("components") or ():
+        low, high = component.get("points", [None, None])
+        points = f"{low}" if low == high else f"{low}-{high}"
+        out.write(f"  - {component.get('name')}: {points} point(s) ({component.get('basis')})\n")
+        for evidence in component.get("evidence") or ():
+            shown = " ".join(str(evidence[k]) for k in ("value", "unit") if evidence.get(k))
+            out.write(f"      {evidence.get('resource')} {evidence.get('display') or ''} {shown} {evidence.get('date') or ''}\n")
     egfr = a.get("egfr", {})
     shown = f"{egfr.get('comparator') or ''}{egfr.get('value')}" if egfr.get("value") is not None else "unknown"
     out.write(f"eGFR: {shown} (source: {egfr.get('source')})\n")
@@ -223,7 +245,9 @@ def format_report(outcome: HookOutcome, out: TextIO) -> None:
         value = item.get("value_mmol_l")
         out.write(f"{label}: {value if value is not None else '-'} mmol/L ({item.get('category')})\n")
     femg = a.get("femg", {})
-    out.write(f"FEMg: {femg.get('percent') if femg.get('percent') is not None else '-'} % ({femg.get('interpretation')})\n")
+    out.write(
+        f"FEMg: {femg.get('percent') if femg.get('percent') is not None else '-'} % ({femg.get('interpretation')})\n"
+    )
     others = a.get("other_risk_drugs") or []
     out.write(f"Other magnesium-wasting drugs: {', '.join(others) if others else 'none'}\n")
     out.write(f"Deficiency: {a.get('deficiency')}\n")
@@ -248,8 +272,6 @@ def _run(args: argparse.Namespace, get_settings: Callable[[], Settings]) -> int:
             body = _read_json(Path(args.request))
             hook = args.hook if args.hook_given else None
         elif args.bundle:
-            if not args.patient:
-                raise EvaluateError("--bundle needs --patient ID")
             body = request_from_bundle(_read_json(Path(args.bundle)), args.patient, args.hook)
             hook = None
         else:
@@ -280,7 +302,7 @@ def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate one patient without an EHR")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--request", help="a CDS Hooks request JSON with prefetch")
-    source.add_argument("--bundle", help="any FHIR Bundle (e.g. a Synthea transaction bundle); needs --patient")
+    source.add_argument("--bundle", help="any FHIR Bundle (e.g. Synthea); --patient unless it holds one Patient")
     source.add_argument("--fhir-server", help="a FHIR R4 base URL to read from; needs --patient")
     parser.add_argument("--patient", help="the patient id")
     parser.add_argument("--token", help="bearer token for --fhir-server")

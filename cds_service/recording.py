@@ -31,8 +31,8 @@ RULE_VERSION = "clinical-rules.md 2026-11 (MgCDS engine 0.1.0)"
 
 
 def _resource_used(resource: dict[str, Any]) -> ResourceUsed:
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-    assert isinstance(meta, dict)
+    raw_meta = resource.get("meta")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     version = meta.get("versionId")
     updated = meta.get("lastUpdated")
     rid = resource.get("id")
@@ -125,7 +125,9 @@ class AuditRecorder:
         reason = item.overrideReason.reason if item.overrideReason is not None else None
         override = None
         if reason is not None:
-            override = {k: v for k, v in (("system", reason.system), ("code", reason.code), ("display", reason.display)) if v}
+            override = {
+                k: v for k, v in (("system", reason.system), ("code", reason.code), ("display", reason.display)) if v
+            }
         record = FeedbackRecord(
             occurred_at=self.clock(),
             service_id=service_id[:200],

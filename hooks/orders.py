@@ -46,7 +46,7 @@ def _seen_cache(runtime: Runtime) -> TTLCache[tuple[str, str, str], bool]:
         if cache is None:
             cache = TTLCache(maxsize=10000, ttl=runtime.settings.order_session_ttl_seconds)
             runtime.extras[_SEEN_CACHE] = cache
-        return cache  # type: ignore[no-any-return]
+        return cache
 
 
 def _key(patient_id: str, card: dict[str, Any]) -> tuple[str, str, str] | None:

@@ -28,9 +28,7 @@ def check_patient_matches(patient: dict[str, Any], patient_id: str) -> None:
     if patient.get("resourceType") != "Patient":
         raise BadRequest("prefetch.patient is not a Patient resource", field="prefetch.patient")
     if patient.get("id") not in (None, patient_id):
-        raise BadRequest(
-            "prefetch.patient is a different patient than context.patientId", field="prefetch.patient"
-        )
+        raise BadRequest("prefetch.patient is a different patient than context.patientId", field="prefetch.patient")
 
 
 def run_pipeline(
@@ -55,7 +53,9 @@ def run_pipeline(
     facts = extract_facts(
         data,
         patient_id=request.patient_id,
-        encounter_id=request.context.get("encounterId") if isinstance(request.context.get("encounterId"), str) else None,
+        encounter_id=request.context.get("encounterId")
+        if isinstance(request.context.get("encounterId"), str)
+        else None,
         hook=service.hook,
         terminology=runtime.terminology,
         drafts=drafts,

@@ -29,7 +29,7 @@ def run(*cmd: str | Path, check: bool = True) -> int:
 
 def ensure_venv(extras: str) -> None:
     """Create the virtual environment and install the project when pyproject.toml changed since last time."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before anything else checks the version
         sys.exit(f"MgCDS needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -46,7 +46,10 @@ def ensure_chromium() -> None:
     if Path("/usr/bin/chromium").exists():
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        print("note: /usr/bin/chromium absent and not installable here; browser tests will be skipped", flush=True)
+        print(
+            "note: /usr/bin/chromium absent and not installable here; browser tests will be skipped",
+            flush=True,
+        )
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):

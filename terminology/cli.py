@@ -54,9 +54,7 @@ def forbidden_overlaps(indexes: Indexes) -> list[str]:
             if name in indexes.ingredients:
                 classes |= indexes.ingredients[name].classes
         problems.extend(
-            _overlap_messages(
-                f"{system_label(entry.system)} {entry.code} ({entry.valueset})", frozenset(classes)
-            )
+            _overlap_messages(f"{system_label(entry.system)} {entry.code} ({entry.valueset})", frozenset(classes))
         )
     return problems
 
@@ -95,9 +93,7 @@ def run_check(out: TextIO, directory: Path | None = None) -> int:
     present = {vs.concept for vs in indexes.valuesets}
     problems = list(indexes.problems) + forbidden_overlaps(indexes)
     problems += [f"no value set for concept '{c}'" for c in sorted(expected - present)]
-    problems += [
-        f"value set concept '{c}' is not in the MgCDS vocabulary" for c in sorted(present - expected)
-    ]
+    problems += [f"value set concept '{c}' is not in the MgCDS vocabulary" for c in sorted(present - expected)]
     for problem in problems:
         print(f"PROBLEM  {problem}", file=out)
     print(

@@ -195,9 +195,7 @@ class Terminology:
                 return LabMatch(concept, f"text '{candidate}' -> {concept}")
         return None
 
-    def classify_service_request(
-        self, codings: Sequence[CodeRef], text: str | None = None
-    ) -> LabMatch | None:
+    def classify_service_request(self, codings: Sequence[CodeRef], text: str | None = None) -> LabMatch | None:
         """Which lab a ServiceRequest orders (same value sets as Observation.code)."""
         return self.classify_observation(codings, text)
 
@@ -205,9 +203,7 @@ class Terminology:
         """The condition concept ("alcohol-use-disorder") of a Condition.code, or None."""
         for coding in codings:
             if coding.code:
-                concept = self._ix.condition_codes.get(
-                    (canonical_system(coding.system) or "", coding.code.strip())
-                )
+                concept = self._ix.condition_codes.get((canonical_system(coding.system) or "", coding.code.strip()))
                 if concept is not None:
                     return concept
         for candidate in (text, *(c.display for c in codings)):

@@ -39,9 +39,7 @@ class _CachedLookup:
 
     def __init__(self, *, cache_ttl: float, cache_size: int = 4096) -> None:
         self._answers: TTLCache[str, IngredientList] = TTLCache(maxsize=cache_size, ttl=cache_ttl)
-        self._failures: TTLCache[str, bool] = TTLCache(
-            maxsize=cache_size, ttl=min(cache_ttl, FAILURE_TTL_SECONDS)
-        )
+        self._failures: TTLCache[str, bool] = TTLCache(maxsize=cache_size, ttl=min(cache_ttl, FAILURE_TTL_SECONDS))
         self._lock = threading.Lock()
         self.calls = 0
 
@@ -140,14 +138,10 @@ class FhirTerminologyLookup(_CachedLookup):
         return body
 
     def _fetch(self, system: str, code: str) -> IngredientList | None:
-        looked_up = self._get(
-            "CodeSystem/$lookup", {"system": system, "code": code, "property": "ingredient"}
-        )
+        looked_up = self._get("CodeSystem/$lookup", {"system": system, "code": code, "property": "ingredient"})
         found = _ingredients_from_lookup(looked_up) if looked_up else []
         if not found:
-            translated = self._get(
-                "ConceptMap/$translate", {"system": system, "code": code, "target": RXNORM}
-            )
+            translated = self._get("ConceptMap/$translate", {"system": system, "code": code, "target": RXNORM})
             found = _ingredients_from_translate(translated) if translated else []
         if looked_up is None and not found:
             return None

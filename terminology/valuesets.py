@@ -220,9 +220,7 @@ def validate_file(path: Path) -> dict[str, Any]:
     try:
         ValueSet.model_validate(raw)
     except ValidationError as exc:
-        raise TerminologyError(
-            f"{path.name}: not a valid FHIR R4 ValueSet ({exc.error_count()} errors)"
-        ) from exc
+        raise TerminologyError(f"{path.name}: not a valid FHIR R4 ValueSet ({exc.error_count()} errors)") from exc
     for required in ("url", "version", "name", "title", "description"):
         if not raw.get(required):
             raise TerminologyError(f"{path.name}: ValueSet.{required} is missing")
@@ -278,17 +276,13 @@ def _index_one(indexes: Indexes, path: Path, raw: Mapping[str, Any]) -> None:
     if kind == "drug-class":
         for group in _ext_values(raw, "atc-group"):
             indexes.atc_groups[str(group)] = concept
-    indexes.valuesets.append(
-        LoadedValueSet(path, vs_id, str(raw["url"]), str(raw["version"]), concept, kind, counts)
-    )
+    indexes.valuesets.append(LoadedValueSet(path, vs_id, str(raw["url"]), str(raw["version"]), concept, kind, counts))
 
 
 def _add_lab_code(indexes: Indexes, key: tuple[str, str], lab: LabCode) -> None:
     existing = indexes.lab_codes.get(key)
     if existing is not None and existing.concept != lab.concept:
-        indexes.problems.append(
-            f"{system_label(key[0])} {key[1]} is in both {existing.concept} and {lab.concept}"
-        )
+        indexes.problems.append(f"{system_label(key[0])} {key[1]} is in both {existing.concept} and {lab.concept}")
     indexes.lab_codes[key] = lab
 
 
@@ -300,9 +294,7 @@ def _index_drug_include(
             name = str(item["display"]).lower()
             rxnorm = _ext_value(item, "rxnorm-ingredient")
             fraction = _ext_value(item, "elemental-mg-fraction")
-            record_classes = frozenset(str(c) for c in _ext_values(item, "drug-class")) or frozenset(
-                {drug_class}
-            )
+            record_classes = frozenset(str(c) for c in _ext_values(item, "drug-class")) or frozenset({drug_class})
             existing = indexes.ingredients.get(name)
             if existing is not None:
                 indexes.problems.append(f"ingredient '{name}' is in both {existing.valueset} and {vs_id}")

@@ -45,6 +45,11 @@ def validation_message(exc: ValidationError) -> tuple[str, str]:
     return path, f"{path}: {first.get('msg', 'invalid')}"
 
 
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); Python's parser would accept them.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def read_json_body() -> Any:
     """The request body as JSON, with 415/413/400 for the wrong media type, size or syntax."""
     mimetype = request.mimetype or ""
@@ -58,7 +63,7 @@ def read_json_body() -> Any:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
         text = raw.decode("utf-8")
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise BadRequest("the body is not UTF-8", field="body") from exc
     except RecursionError as exc:

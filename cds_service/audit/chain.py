@@ -106,9 +106,7 @@ def _check_row(row: Mapping[str, Any], expected_seq: int, prev_hash: str) -> str
     if sha256_hex(payload_text) != row["payload_sha256"]:
         return "payload does not match its hash: the record was edited"
     if row["prev_hash"] != prev_hash:
-        return (
-            "previous-hash does not match the record before it: a record was deleted, inserted or reordered"
-        )
+        return "previous-hash does not match the record before it: a record was deleted, inserted or reordered"
     expected_entry = entry_hash(
         seq=seq,
         record_id=str(row["record_id"]),

@@ -54,9 +54,7 @@ def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
     listing.add_argument("--patient", help="patient id")
     listing.add_argument("--user", help="user id (context.userId)")
     listing.add_argument("--since", type=_since, help="ISO 8601 date or date-time (UTC if no offset)")
-    listing.add_argument(
-        "--until", type=_until, help="ISO 8601 date or date-time; a bare date includes that day"
-    )
+    listing.add_argument("--until", type=_until, help="ISO 8601 date or date-time; a bare date includes that day")
     listing.add_argument("--recommendation", help="recommendation code, e.g. test-serum-mg")
     listing.add_argument("--outcome", choices=["accepted", "overridden", "none"], help="feedback outcome")
     listing.add_argument("--limit", type=int, default=100)
@@ -69,9 +67,7 @@ def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
     bind(show, _cmd_show)
 
     export = commands.add_parser("export", help="every record, in chain order")
-    export.add_argument(
-        "--format", choices=["fhir", "csv"], required=True, help="fhir: NDJSON AuditEvents (R4)"
-    )
+    export.add_argument("--format", choices=["fhir", "csv"], required=True, help="fhir: NDJSON AuditEvents (R4)")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
     bind(export, _cmd_export)
 
@@ -142,8 +138,7 @@ def call_summary(call: StoredRecord, feedback: list[StoredRecord]) -> dict[str, 
         "http_status": p.get("http_status"),
         "error": p.get("error"),
         "cards": [
-            {k: card[k] for k in ("uuid", "recommendation", "indicator", "summary")}
-            for card in p.get("cards", ())
+            {k: card[k] for k in ("uuid", "recommendation", "indicator", "summary")} for card in p.get("cards", ())
         ],
         "feedback": [
             {

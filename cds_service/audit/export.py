@@ -48,9 +48,7 @@ def _detail(name: str, value: Any) -> dict[str, Any]:
     return {"type": name, "valueString": value if isinstance(value, str) else json.dumps(value)}
 
 
-def _agents(
-    user_id: str | None, user_role: tuple[str, str], issuer: str | None, service_id: str
-) -> list[Any]:
+def _agents(user_id: str | None, user_role: tuple[str, str], issuer: str | None, service_id: str) -> list[Any]:
     agents: list[dict[str, Any]] = []
     if user_id:
         code, display = user_role
@@ -64,9 +62,7 @@ def _agents(
     agents.append(
         {
             "type": {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]},
-            "who": {"identifier": {"system": URI_SYSTEM, "value": issuer}}
-            if issuer
-            else {"display": "unknown EHR"},
+            "who": {"identifier": {"system": URI_SYSTEM, "value": issuer}} if issuer else {"display": "unknown EHR"},
             "requestor": not user_id,
         }
     )
@@ -124,9 +120,7 @@ def audit_event(record: StoredRecord, patients: Mapping[str, str | None]) -> dic
             "action": "E",
             "recorded": record.occurred_at,
             "outcome": _outcome(int(p["http_status"])),
-            "agent": _agents(
-                p.get("user_id"), ("IRCP", "information recipient"), p.get("issuer"), p["service_id"]
-            ),
+            "agent": _agents(p.get("user_id"), ("IRCP", "information recipient"), p.get("issuer"), p["service_id"]),
             "source": source,
         }
         if p.get("error"):
@@ -176,9 +170,7 @@ def audit_event(record: StoredRecord, patients: Mapping[str, str | None]) -> dic
             "action": "C",
             "recorded": record.occurred_at,
             "outcome": _OUTCOME_SUCCESS,
-            "agent": _agents(
-                p.get("sender"), ("AUT", "author (originator)"), p.get("issuer"), p["service_id"]
-            ),
+            "agent": _agents(p.get("sender"), ("AUT", "author (originator)"), p.get("issuer"), p["service_id"]),
             "source": source,
         }
         entities = [_patient_entity(patient_id)] if patient_id else []

@@ -116,9 +116,7 @@ class AuditLog:
                 delay = min(_RETRY_MAX_SECONDS, _RETRY_MIN_SECONDS * 2 ** min(self._failures, 8))
                 self._next_attempt = time.monotonic() + delay
                 if self._failures == 1 or self._failures % 20 == 0:
-                    log.error(
-                        "audit store unavailable (%s); records wait in the spool, retry in %.1fs", exc, delay
-                    )
+                    log.error("audit store unavailable (%s); records wait in the spool, retry in %.1fs", exc, delay)
                 return False
             except OSError as exc:
                 log.error("audit spool could not be drained: %s", exc)
@@ -176,9 +174,7 @@ class AuditLog:
         self._drain_quietly(force=True)
         with self._memory_lock:
             if self._memory:
-                log.critical(
-                    "audit log closed with %d records only in memory (spool unwritable)", len(self._memory)
-                )
+                log.critical("audit log closed with %d records only in memory (spool unwritable)", len(self._memory))
         self.store.dispose()
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -194,9 +190,7 @@ class AuditLog:
         """One stored record."""
         return self.store.get(record_id)
 
-    def list_calls(
-        self, filters: CallFilter, *, limit: int = 50, offset: int = 0
-    ) -> tuple[list[StoredRecord], int]:
+    def list_calls(self, filters: CallFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[StoredRecord], int]:
         """A page of calls (newest first) and the total matching."""
         return self.store.list_calls(filters, limit=limit, offset=offset)
 

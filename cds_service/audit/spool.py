@@ -81,9 +81,7 @@ class Spool:
         """Files claimed for draining and not yet fully stored, oldest first (any process's, live or dead)."""
         prefix = self.path.name + "."
         return sorted(
-            p
-            for p in self.path.parent.iterdir()
-            if p.name.startswith(prefix) and p.name.endswith(DRAINING_SUFFIX)
+            p for p in self.path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(DRAINING_SUFFIX)
         )
 
     def has_pending(self) -> bool:
@@ -114,9 +112,7 @@ class Spool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if self._is_current(fd) and os.fstat(fd).st_size > 0:
-                target = self.path.with_name(
-                    f"{self.path.name}.{time.time_ns():020d}.{os.getpid()}{DRAINING_SUFFIX}"
-                )
+                target = self.path.with_name(f"{self.path.name}.{time.time_ns():020d}.{os.getpid()}{DRAINING_SUFFIX}")
                 os.rename(self.path, target)
         finally:
             os.close(fd)

@@ -187,9 +187,7 @@ def create_store_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in {"", ":memory:"}:
-            engine = create_engine(
-                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-            )
+            engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
             _sqlite_setup(engine, wal=False)
             return engine
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -237,12 +235,7 @@ class SqlAuditStore:
         try:
             metadata.create_all(self.engine, checkfirst=True)
             with self.engine.begin() as conn:
-                if (
-                    conn.execute(
-                        select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-                    ).first()
-                    is None
-                ):
+                if conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first() is None:
                     conn.execute(insert(meta_table).values(key="schema_version", value=SCHEMA_VERSION))
                 if conn.execute(select(head_table.c.id).where(head_table.c.id == _HEAD_ID)).first() is None:
                     conn.execute(insert(head_table).values(id=_HEAD_ID, seq=0, entry_hash=GENESIS_HASH))
@@ -281,18 +274,14 @@ class SqlAuditStore:
 
     def _append_locked(self, conn: Connection, entries: Sequence[PendingEntry]) -> int:
         head = conn.execute(
-            select(head_table.c.seq, head_table.c.entry_hash)
-            .where(head_table.c.id == _HEAD_ID)
-            .with_for_update()
+            select(head_table.c.seq, head_table.c.entry_hash).where(head_table.c.id == _HEAD_ID).with_for_update()
         ).first()
         if head is None:
             raise AuditStoreError("audit chain head row missing: run `mgcds audit init`")
         seq, prev_hash = int(head.seq), str(head.entry_hash)
         ids = [entry.record_id for entry in entries]
         already = set(
-            conn.execute(
-                select(records_table.c.record_id).where(records_table.c.record_id.in_(ids))
-            ).scalars()
+            conn.execute(select(records_table.c.record_id).where(records_table.c.record_id.in_(ids))).scalars()
         )
         batch_cards: dict[str, str] = {}
         rows: list[dict[str, Any]] = []
@@ -355,9 +344,7 @@ class SqlAuditStore:
             conn.execute(insert(records_table), rows)
             if card_rows:
                 conn.execute(insert(cards_table), card_rows)
-            conn.execute(
-                update(head_table).where(head_table.c.id == _HEAD_ID).values(seq=seq, entry_hash=prev_hash)
-            )
+            conn.execute(update(head_table).where(head_table.c.id == _HEAD_ID).values(seq=seq, entry_hash=prev_hash))
         return len(rows)
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -457,15 +444,11 @@ class SqlAuditStore:
                 conditions.append(exists().where(and_(linked, feedback.c.outcome == filters.outcome)))
         return conditions
 
-    def list_calls(
-        self, filters: CallFilter, *, limit: int = 50, offset: int = 0
-    ) -> tuple[list[StoredRecord], int]:
+    def list_calls(self, filters: CallFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[StoredRecord], int]:
         """Calls matching the filters, newest first, one page of them, and the total count."""
         conditions = self._call_conditions(filters)
         with self._reading() as conn:
-            total = int(
-                conn.execute(select(func.count()).select_from(records_table).where(*conditions)).scalar_one()
-            )
+            total = int(conn.execute(select(func.count()).select_from(records_table).where(*conditions)).scalar_one())
             rows = conn.execute(
                 select(*_ROW_COLUMNS)
                 .where(*conditions)

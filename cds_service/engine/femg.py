@@ -82,9 +82,7 @@ def assess_femg(facts: Facts, now: datetime, settings: ClinicalSettings, serum_c
 
 def _numeric(results: list[LabResult]) -> list[LabResult]:
     return [
-        r
-        for r in results
-        if has_usable_value(r) and r.comparator is None and r.value is not None and 0 < r.value < 1e6
+        r for r in results if has_usable_value(r) and r.comparator is None and r.value is not None and 0 < r.value < 1e6
     ]
 
 

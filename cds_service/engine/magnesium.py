@@ -111,9 +111,7 @@ def assess_ionized(facts: Facts, now: datetime, settings: ClinicalSettings) -> M
         and current.reference_low < current.reference_high
     ):
         low, high, source = current.reference_low, current.reference_high, REFERENCE_FROM_OBSERVATION
-    result = _interpret(
-        selection, lambda rounded, comparator, _r: ionized_category(rounded, comparator, low, high)
-    )
+    result = _interpret(selection, lambda rounded, comparator, _r: ionized_category(rounded, comparator, low, high))
     return MagnesiumResult(
         value_mmol_l=result.value_mmol_l,
         comparator=result.comparator,

@@ -99,9 +99,7 @@ def compute_mds(
     """The MDS interval from its four components."""
     components = (
         drug_component(COMPONENT_DIURETIC, DIURETIC_CLASSES, DIURETIC_POINTS, current, medications_known),
-        drug_component(
-            COMPONENT_PPI, frozenset({PROTON_PUMP_INHIBITOR}), PPI_POINTS, current, medications_known
-        ),
+        drug_component(COMPONENT_PPI, frozenset({PROTON_PUMP_INHIBITOR}), PPI_POINTS, current, medications_known),
         egfr_component(egfr),
         alcohol_component(alcohol),
     )

@@ -57,9 +57,7 @@ def _mg_evidence(assessment: Assessment) -> tuple[Evidence, ...]:
 
 
 def _has_open_serum_order(facts: Facts) -> bool:
-    return any(
-        o.concept == SERUM_MAGNESIUM and (o.is_draft or o.status in OPEN_ORDER_STATUSES) for o in facts.orders
-    )
+    return any(o.concept == SERUM_MAGNESIUM and (o.is_draft or o.status in OPEN_ORDER_STATUSES) for o in facts.orders)
 
 
 def _for_draft(

@@ -37,9 +37,7 @@ OPEN_ORDER_STATUSES = frozenset({"active", "draft"})
 CREATININE_LOINC = "2160-0"  # clinical-rules.md section 7
 
 
-def recommend(
-    assessment: Assessment, facts: Facts, settings: ClinicalSettings
-) -> tuple[r.Recommendation, ...]:
+def recommend(assessment: Assessment, facts: Facts, settings: ClinicalSettings) -> tuple[r.Recommendation, ...]:
     """Section 7 for patient-view, section 8 for the order hooks."""
     if facts.hook != PATIENT_VIEW:
         return order_recommendations(assessment, facts, settings)
@@ -140,9 +138,7 @@ def patient_view_recommendations(
     egfr_known = a.egfr.source != SOURCE_NONE
 
     if deficient and serum != SEVERE_LOW and not egfr_known and not has_open_order(facts, SERUM_CREATININE):
-        suggestion = r.SuggestionSpec(
-            "order-creatinine", (r.CreateServiceRequest(CREATININE_LOINC, SERUM_CREATININE),)
-        )
+        suggestion = r.SuggestionSpec("order-creatinine", (r.CreateServiceRequest(CREATININE_LOINC, SERUM_CREATININE),))
         out.append(
             r.Recommendation(
                 r.CHECK_RENAL_FUNCTION, r.INFO, figures, suggestions=(suggestion,), evidence=_mg_evidence(a)

@@ -161,7 +161,11 @@ class FhirClient:
         for _attempt in range(2):
             try:
                 response = self._get_once(url, token)
-                raise_for_fhir_status(response, url)
+                try:
+                    raise_for_fhir_status(response, url)
+                except FhirError:
+                    response.close()
+                    raise
                 body = self._read_body(response, url)
             except (FhirUnreachable, FhirServerError) as exc:
                 # Transient by nature: one retry, then give up (the caller decides what missing data means).
@@ -174,8 +178,7 @@ class FhirClient:
             if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
                 raise FhirBadResponse("FHIR server answered JSON that is not a FHIR resource", url=url)
             return data
-        assert last is not None
-        raise last
+        raise last if last is not None else FhirUnreachable("FHIR server unreachable", url=url)
 
     # -- cached reads and searches ------------------------------------------------------------------------------
 

@@ -63,9 +63,7 @@ class DraftOrders:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_draft_orders(
-    bundle: Mapping[str, Any], selections: Sequence[str] | None, *, patient_id: str
-) -> DraftOrders:
+def parse_draft_orders(bundle: Mapping[str, Any], selections: Sequence[str] | None, *, patient_id: str) -> DraftOrders:
     """Read the draft orders; ``selections`` (order-select) picks the concerned ones, else all are concerned."""
     drafts = DraftOrders()
     entries = bundle.get("entry")
@@ -268,7 +266,12 @@ class _Extractor:
         )
         if when is None:
             return LabResult(
-                match.concept, status, None, None, evidence, unusable_reason="no effective time or issued date"
+                match.concept,
+                status,
+                None,
+                None,
+                evidence,
+                unusable_reason="no effective time or issued date",
             )
         if match.concept in (AUDITC_FREQUENCY, AUDITC_TYPICAL_DRINKS):
             return self._auditc(match.concept, element, status, when, evidence)
@@ -305,7 +308,12 @@ class _Extractor:
                 quantity = Quantity.model_validate(raw_quantity)
             except ValidationError:
                 return LabResult(
-                    concept, status, when, None, evidence, unusable_reason="valueQuantity is not a valid Quantity"
+                    concept,
+                    status,
+                    when,
+                    None,
+                    evidence,
+                    unusable_reason="valueQuantity is not a valid Quantity",
                 )
             if quantity.value is None:
                 return LabResult(concept, status, when, None, evidence, unusable_reason="valueQuantity has no value")
@@ -318,9 +326,7 @@ class _Extractor:
             evidence = _with(evidence, value=text_value[:40])
             parsed = _NUMBER_WITH_COMPARATOR.match(text_value)
             if parsed is None:
-                return LabResult(
-                    concept, status, when, None, evidence, unusable_reason="valueString is not a number"
-                )
+                return LabResult(concept, status, when, None, evidence, unusable_reason="valueString is not a number")
             if concept not in _TEXT_VALUE_CONCEPTS:
                 # A magnesium or creatinine value without a unit could be mg/dL or mmol/L (a 2.4-fold difference):
                 # never guess.
@@ -590,9 +596,7 @@ def extract_facts(
     patient_resources = data.resources("patient")
     patient = patient_facts(patient_resources[0]) if patient_resources else PatientFacts()
     labs = extractor.labs(data.resources("observations"))
-    meds = extractor.medication_facts(
-        [*data.resources("medicationStatements"), *data.resources("medicationRequests")]
-    )
+    meds = extractor.medication_facts([*data.resources("medicationStatements"), *data.resources("medicationRequests")])
     conditions = extractor.conditions(data.resources("conditions"))
     orders = extractor.orders(data.resources("serviceRequests"))
     if drafts is not None:

@@ -172,9 +172,9 @@ def resolve_prefetch(
             data.resources.append(outcome)
 
     for key in required_keys:
-        data = keys.get(key)
-        if data is None or not data.resources:
-            why = data.error or data.note if data is not None else "no template"
+        required = keys.get(key)
+        if required is None or not required.resources:
+            why = (required.error or required.note) if required is not None else "no template"
             raise PrerequisiteFailed(f"the {key} could not be obtained: {why}", cause=key)
     return ResolvedData(keys)
 

@@ -158,17 +158,13 @@ class FhirServerPolicy:
         if self._registry is None:
             if not self._dev:
                 # Fail closed: with no registry there is nobody to scope the allowlist by.
-                raise FhirServerNotAllowed(
-                    "fhirServer rejected: no trusted issuer registry", field="fhirServer"
-                )
+                raise FhirServerNotAllowed("fhirServer rejected: no trusted issuer registry", field="fhirServer")
             return False
         if caller is None:
             raise FhirServerNotAllowed("fhirServer rejected: no authenticated caller", field="fhirServer")
         config = self._registry.get(caller.issuer)
         if config is None:
-            raise FhirServerNotAllowed(
-                "fhirServer rejected: caller's issuer is not trusted", field="fhirServer"
-            )
+            raise FhirServerNotAllowed("fhirServer rejected: caller's issuer is not trusted", field="fhirServer")
         for allowed in config.fhir_servers:
             base = normalise_url(allowed)
             if target.is_under(base):
@@ -196,12 +192,6 @@ class FhirServerPolicy:
         dev_without_registry = self._dev and self._registry is None
         for address in addresses:
             kind = classify_address(address)
-            if (
-                kind is None
-                or (kind in _LIFTABLE and private_ok)
-                or (kind == "loopback" and dev_without_registry)
-            ):
+            if kind is None or (kind in _LIFTABLE and private_ok) or (kind == "loopback" and dev_without_registry):
                 continue
-            raise FhirServerNotAllowed(
-                f"fhirServer rejected: resolves to a {kind} address", field="fhirServer"
-            )
+            raise FhirServerNotAllowed(f"fhirServer rejected: resolves to a {kind} address", field="fhirServer")

@@ -150,9 +150,7 @@ def _issuer_config(issuer: Any, entry: Any, base_dir: Path | None) -> IssuerConf
         for url in _string_list(issuer, "jku_allowlist", entry.get("jku_allowlist"))
     )
     if jwks_url is None and jwks_file is None and not jku_allowlist:
-        raise _fail(
-            issuer, "jwks_url", "no key source: give jwks_url, jwks_file or a non-empty jku_allowlist"
-        )
+        raise _fail(issuer, "jwks_url", "no key source: give jwks_url, jwks_file or a non-empty jku_allowlist")
     fhir_servers, private_ok = _fhir_servers(issuer, entry.get("fhir_servers"))
     return IssuerConfig(
         issuer=issuer,
@@ -177,17 +175,13 @@ class IssuerRegistry:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigurationError(
-                f"trusted issuers: cannot read {str(path)!r}: {exc.strerror or exc}"
-            ) from exc
+            raise ConfigurationError(f"trusted issuers: cannot read {str(path)!r}: {exc.strerror or exc}") from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigurationError(f"trusted issuers: {str(path)!r} is not valid JSON: {exc}") from exc
         if not isinstance(data, Mapping):
-            raise ConfigurationError(
-                f"trusted issuers: {str(path)!r} must hold a JSON object keyed by issuer"
-            )
+            raise ConfigurationError(f"trusted issuers: {str(path)!r} must hold a JSON object keyed by issuer")
         return cls.from_mapping(data, base_dir=path.parent)
 
     @classmethod

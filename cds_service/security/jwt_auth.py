@@ -246,9 +246,7 @@ class SqlReplayCache:
                 if self._calls % self._purge_every == 0:
                     conn.execute(sa.delete(table).where(table.c.expires_at < now))
                 conn.execute(
-                    sa.delete(table).where(
-                        table.c.issuer == issuer, table.c.jti == jti, table.c.expires_at < now
-                    )
+                    sa.delete(table).where(table.c.issuer == issuer, table.c.jti == jti, table.c.expires_at < now)
                 )
                 # The primary key makes the insert the atomic test-and-set across workers.
                 conn.execute(sa.insert(table).values(issuer=issuer, jti=jti, expires_at=expires_at))

@@ -13,14 +13,21 @@ from tests.functional.conftest import assert_no_null_or_empty, load_example, str
 from tests.support.fhir_peer import FhirPeer
 
 PV = "/cds-services/mg-patient-view"
-PREFETCH_KEYS = {"patient", "observations", "medicationStatements", "medicationRequests", "conditions", "serviceRequests"}
+PREFETCH_KEYS = {
+    "patient",
+    "observations",
+    "medicationStatements",
+    "medicationRequests",
+    "conditions",
+    "serviceRequests",
+}
 
 
 def post(client: FlaskClient, path: str, body: Any, **kwargs: Any) -> Any:
     return client.post(path, data=json.dumps(body), content_type="application/json", **kwargs)
 
 
-def without_prefetch(request: dict[str, Any], peer: FhirPeer, token: str = "tok-1") -> dict[str, Any]:
+def without_prefetch(request: dict[str, Any], peer: FhirPeer, token: str) -> dict[str, Any]:
     """The same request, but the EHR sends no prefetch: the service must read the FHIR server."""
     for key, value in request["prefetch"].items():
         if key == "patient":
@@ -52,7 +59,8 @@ def test_discovery_lists_the_three_services_with_exact_prefetch_keys(client: Fla
         "mg-order-sign": "order-sign",
     }
     for service in services.values():
-        assert service["title"] and service["description"]
+        assert service["title"]
+        assert service["description"]
         assert set(service["prefetch"]) == PREFETCH_KEYS
         assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
         for template in service["prefetch"].values():
@@ -63,7 +71,17 @@ def test_discovery_lists_the_three_services_with_exact_prefetch_keys(client: Fla
 
 def test_observation_template_asks_for_every_lab_code_newest_first(client: FlaskClient) -> None:
     template = client.get("/cds-services").get_json()["services"][0]["prefetch"]["observations"]
-    for code in ("19123-9", "2601-3", "2160-0", "38483-4", "14682-9", "33914-3", "98979-8", "74013-4", "68518-0"):
+    for code in (
+        "19123-9",
+        "2601-3",
+        "2160-0",
+        "38483-4",
+        "14682-9",
+        "33914-3",
+        "98979-8",
+        "74013-4",
+        "68518-0",
+    ):
         assert f"http://loinc.org|{code}" in template
     assert "_sort=-date" in template
 
@@ -127,7 +145,7 @@ def test_no_prefetch_and_no_reachable_server_is_412(client: FlaskClient) -> None
 
 
 def test_patient_not_found_on_the_server_is_412(client: FlaskClient, fhir_peer: FhirPeer) -> None:
-    request = without_prefetch(load_example("patient-view-request.json"), fhir_peer)
+    request = without_prefetch(load_example("patient-view-request.json"), fhir_peer, "tok-1")
     fhir_peer.resources.pop("Patient")
     response = post(client, PV, request)
     assert response.status_code == 412
@@ -160,7 +178,10 @@ def test_a_failing_supporting_query_is_named_in_the_card_not_a_500(client: Flask
     request = load_example("patient-view-request.json")
     del request["prefetch"]["medicationStatements"]
     request["fhirServer"] = fhir_peer.base_url
-    fhir_peer.overrides["/MedicationStatement"] = lambda path, query: (500, {"resourceType": "OperationOutcome"})
+    fhir_peer.overrides["/MedicationStatement"] = lambda path, query: (
+        500,
+        {"resourceType": "OperationOutcome"},
+    )
     response = post(client, PV, request)
     assert response.status_code == 200
     cards = response.get_json()["cards"]

@@ -46,13 +46,19 @@ class FhirPeer:
             if route.startswith(prefix):
                 return responder(route, query)
         if self.token is not None and authorization != f"Bearer {self.token}":
-            return 401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+            return 401, {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "login"}],
+            }
         parts = [p for p in route.split("/") if p]
         if len(parts) == 2:
             for resource in self.resources.get(parts[0], []):
                 if resource.get("id") == parts[1]:
                     return 200, resource
-            return 404, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]}
+            return 404, {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "not-found"}],
+            }
         if len(parts) == 1:
             matches = self.resources.get(parts[0], [])
             return 200, {

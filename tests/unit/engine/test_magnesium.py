@@ -65,9 +65,7 @@ def test_round_mmol_is_half_up() -> None:
     [(0.5, "<", "severe-low"), (0.49, "<=", "severe-low"), (0.5, "<=", "unknown"), (0.7, "<", "unknown"),
      (1.05, ">", "high"), (1.05, ">=", "unknown"), (1.1, ">=", "high")],
 )  # fmt: skip
-def test_serum_comparator_decides_category_only_when_bounded(
-    value: float, comparator: str, category: str
-) -> None:
+def test_serum_comparator_decides_category_only_when_bounded(value: float, comparator: str, category: str) -> None:
     result = assess_serum(facts(labs=(lab("serum-magnesium", value, comparator=comparator),)), NOW, SETTINGS)
     assert result.category == category
 

@@ -64,9 +64,7 @@ def test_current_use_rules() -> None:
     stopped = med("furosemide", "loop-diuretic", status="stopped")
     intended = med("furosemide", "loop-diuretic", status="intended")
     request_active = med("furosemide", "loop-diuretic", resource_type="MedicationRequest")
-    request_draft_not_in_hook = med(
-        "furosemide", "loop-diuretic", resource_type="MedicationRequest", status="draft"
-    )
+    request_draft_not_in_hook = med("furosemide", "loop-diuretic", resource_type="MedicationRequest", status="draft")
     base = NOT_HEAVY + EGFR_95
     assert _mds(labs=base, meds=(ended,)) == (0, 0)
     assert _mds(labs=base, meds=(stopped,)) == (0, 0)

@@ -56,7 +56,13 @@ def test_render_template_refuses_what_the_spec_does_not_allow(template: str, con
 
 @pytest.mark.parametrize(
     ("status", "exception"),
-    [(401, FhirAuthError), (403, FhirAuthError), (404, FhirNotFound), (500, FhirServerError), (400, FhirBadResponse)],
+    [
+        (401, FhirAuthError),
+        (403, FhirAuthError),
+        (404, FhirNotFound),
+        (500, FhirServerError),
+        (400, FhirBadResponse),
+    ],
 )
 def test_statuses_become_typed_exceptions(
     peer: FhirPeer, client: FhirClient, status: int, exception: type[Exception]
@@ -97,11 +103,15 @@ def test_search_follows_next_links_until_the_page_cap(peer: FhirPeer, client: Fh
     result = client.search(peer.base_url, "Observation?patient=1", None)
     assert result.pages == 3  # the cap
     assert len(result.resources) == 6
-    assert result.truncated is not None and "page cap" in result.truncated
+    assert result.truncated is not None
+    assert "page cap" in result.truncated
 
 
 def test_a_next_link_that_loops_is_stopped(peer: FhirPeer, client: FhirClient) -> None:
-    peer.overrides["/Observation"] = lambda path, query: (200, _page("loop", 1, f"{peer.base_url}/Observation?x=1"))
+    peer.overrides["/Observation"] = lambda path, query: (
+        200,
+        _page("loop", 1, f"{peer.base_url}/Observation?x=1"),
+    )
     result = client.search(peer.base_url, "Observation?x=1", None)
     assert result.truncated == "next link loops; stopped"
     assert result.pages == 1
@@ -118,7 +128,8 @@ def test_the_entry_cap_bounds_a_huge_bundle(peer: FhirPeer, client: FhirClient) 
     peer.overrides["/Observation"] = lambda path, query: (200, _page("big", 10000, None))
     result = client.search(peer.base_url, "Observation", None)
     assert len(result.resources) == 50
-    assert result.truncated is not None and "entry cap" in result.truncated
+    assert result.truncated is not None
+    assert "entry cap" in result.truncated
 
 
 def test_patient_null_in_prefetch_is_412(client: FhirClient) -> None:
