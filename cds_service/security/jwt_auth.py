@@ -148,11 +148,13 @@ class JwksSource:
             with response:
                 if response.status_code != 200:
                     raise JwksUnavailable(f"JWKS URL answered HTTP {response.status_code}")
-                body = response.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
+                body = bytearray()
+                for chunk in response.iter_content(chunk_size=16 * 1024):
+                    body.extend(chunk)
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise JwksUnavailable("JWKS document too large")
         except requests.RequestException as exc:
             raise JwksUnavailable(f"JWKS URL unreachable: {type(exc).__name__}") from exc
-        if len(body) > MAX_JWKS_BYTES:
-            raise JwksUnavailable("JWKS document too large")
         try:
             return _parse_jwks(json.loads(body))
         except ValueError as exc:
@@ -348,7 +350,9 @@ class JwtVerifier:
                 },
             )
         except PyJWTError as exc:
-            raise InvalidCallerToken(f"bad signature: {type(exc).__name__}", issuer=issuer) from exc
+            raise InvalidCallerToken(
+                f"bad signature or claim type: {type(exc).__name__}", issuer=issuer
+            ) from exc
         self._check_audience(claims, audience, issuer)
         expires_at = self._check_times(claims, issuer)
         tenant = self._check_tenant(claims, config)

@@ -1,0 +1,140 @@
+"""Security test fixtures: keys generated here, a counting HTTP listener on 127.0.0.1, token building."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+# One fixed instant for every token test (2026-01-01T00:00:00Z); tokens are built relative to it.
+NOW = 1_767_225_600.0
+AUDIENCE = "https://mgcds.example.org/cds-services/mg-patient-view"
+ISSUER = "https://ehr.example.org"
+TENANT = "tenant-a"
+
+
+@dataclass
+class SigningKey:
+    """A private key, the kid and alg it signs with, and its public JWK."""
+
+    private_key: Any
+    kid: str
+    alg: str
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half as a JWK with kid, use and alg."""
+        algorithm = jwt.get_algorithm_by_name(self.alg)
+        data: dict[str, Any] = json.loads(algorithm.to_jwk(self.private_key.public_key()))
+        data.update(kid=self.kid, use="sig", alg=self.alg)
+        return data
+
+
+@pytest.fixture(scope="session")
+def es384_key() -> SigningKey:
+    """A fresh P-384 key (ES384)."""
+    return SigningKey(ec.generate_private_key(ec.SECP384R1()), "es384-key", "ES384")
+
+
+@pytest.fixture(scope="session")
+def rs384_key() -> SigningKey:
+    """A fresh 2048-bit RSA key (RS384)."""
+    return SigningKey(rsa.generate_private_key(public_exponent=65537, key_size=2048), "rs384-key", "RS384")
+
+
+@pytest.fixture(scope="session")
+def es256_key() -> SigningKey:
+    """A fresh P-256 key (ES256, only accepted when configured)."""
+    return SigningKey(ec.generate_private_key(ec.SECP256R1()), "es256-key", "ES256")
+
+
+def jwks_of(*keys: SigningKey) -> dict[str, Any]:
+    """A JWK Set holding the public halves of ``keys``."""
+    return {"keys": [key.public_jwk() for key in keys]}
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    """Valid CDS Hooks JWT claims at NOW; keyword arguments replace (value None removes) a claim."""
+    payload: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "exp": int(NOW) + 300,
+        "iat": int(NOW),
+        "jti": str(uuid.uuid4()),
+        "tenant": TENANT,
+    }
+    for name, value in overrides.items():
+        if value is None:
+            payload.pop(name, None)
+        else:
+            payload[name] = value
+    return payload
+
+
+def sign(key: SigningKey, payload: dict[str, Any], **header: Any) -> str:
+    """A compact JWS of ``payload`` signed by ``key`` with kid/typ and any extra header fields."""
+    headers = {"kid": key.kid, "typ": "JWT", **header}
+    return jwt.encode(payload, key.private_key, algorithm=key.alg, headers=headers)
+
+
+@dataclass
+class Listener:
+    """An HTTP server on 127.0.0.1 that serves JSON documents and counts every TCP connection it accepts."""
+
+    base_url: str
+    documents: dict[str, Any] = field(default_factory=dict)
+    connections: int = 0
+    requests: list[str] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` on this listener."""
+        return self.base_url + path
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    """A counting HTTP listener on 127.0.0.1 (HTTP/1.0: one connection per request)."""
+    state = Listener(base_url="")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            with lock:
+                state.requests.append(self.path)
+            document = state.documents.get(self.path)
+            body = json.dumps(document).encode() if document is not None else b"{}"
+            self.send_response(200 if document is not None else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
+            return
+
+    class CountingServer(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def get_request(self) -> Any:
+            accepted = super().get_request()
+            with lock:
+                state.connections += 1
+            return accepted
+
+    server = CountingServer(("127.0.0.1", 0), Handler)
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
