@@ -94,7 +94,9 @@ def request_from_bundle(bundle: Any, patient_id: str | None, hook: str) -> dict[
     patient_ids = [
         e["resource"].get("id")
         for e in entries
-        if isinstance(e, dict) and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Patient"
+        if isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and e["resource"].get("resourceType") == "Patient"
     ]
     if patient_id is None:
         if len(patient_ids) != 1:
@@ -236,7 +238,9 @@ def format_report(outcome: HookOutcome, out: TextIO) -> None:
         out.write(f"  - {component.get('name')}: {points} point(s) ({component.get('basis')})\n")
         for evidence in component.get("evidence") or ():
             shown = " ".join(str(evidence[k]) for k in ("value", "unit") if evidence.get(k))
-            out.write(f"      {evidence.get('resource')} {evidence.get('display') or ''} {shown} {evidence.get('date') or ''}\n")
+            out.write(
+                f"      {evidence.get('resource')} {evidence.get('display') or ''} {shown} {evidence.get('date') or ''}\n"
+            )
     egfr = a.get("egfr", {})
     shown = f"{egfr.get('comparator') or ''}{egfr.get('value')}" if egfr.get("value") is not None else "unknown"
     out.write(f"eGFR: {shown} (source: {egfr.get('source')})\n")

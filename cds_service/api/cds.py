@@ -14,6 +14,7 @@ from cds_service.api.models import CardsResponse, FeedbackRequest, HookRequest
 from cds_service.errors import (
     BadRequest,
     ClientError,
+    FhirError,
     MgCDSError,
     NotFound,
     PayloadTooLarge,
@@ -121,7 +122,12 @@ def invoke(service_id: str) -> tuple[Response, int]:
             raise BadRequest(str(exc), field="context") from exc
         if hook_request.fhirServer:
             # Refuse before any outbound request is made (SSRF): the guard raises FhirServerNotAllowed.
-            runtime.fhir_guard.check(hook_request.fhirServer, caller)
+            try:
+                runtime.fhir_guard.check(hook_request.fhirServer, caller)
+            except FhirError as exc:
+                # The guard resolves the host to vet its addresses; a name that does not resolve is a server we
+                # cannot reach: the spec's answer for unobtainable data is 412.
+                raise PrerequisiteFailed(f"fhirServer cannot be used: {exc.message}", cause="fhirServer") from exc
         outcome = service.handle(hook_request, runtime, caller)
         response = CardsResponse.model_validate({"cards": outcome.cards})
     except (ClientError, PrerequisiteFailed) as exc:

@@ -350,9 +350,7 @@ class JwtVerifier:
                 },
             )
         except PyJWTError as exc:
-            raise InvalidCallerToken(
-                f"bad signature or claim type: {type(exc).__name__}", issuer=issuer
-            ) from exc
+            raise InvalidCallerToken(f"bad signature or claim type: {type(exc).__name__}", issuer=issuer) from exc
         self._check_audience(claims, audience, issuer)
         expires_at = self._check_times(claims, issuer)
         tenant = self._check_tenant(claims, config)

@@ -48,7 +48,7 @@ def _replay_cache(settings: Settings) -> ReplayCache:
 
 def build_security(settings: Settings) -> Security:
     """Load the issuer registry once and build the authenticator and the fhirServer guard from it."""
-    registry = IssuerRegistry.load(settings.trusted_issuers_path) if settings.trusted_issuers_path else None
+    registry = IssuerRegistry.load(settings.trusted_issuers) if settings.trusted_issuers else None
     if registry is None:
         if not settings.dev:
             raise ConfigurationError(

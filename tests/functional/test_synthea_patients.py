@@ -68,7 +68,9 @@ def test_synthea_patient_view(
 
 
 @pytest.mark.parametrize(("prefix", "now", "egfr", "mds", "group", "codes"), CASES, ids=[c[0] for c in CASES])
-def test_synthea_assessment(prefix: str, now: datetime, egfr: int, mds: list[int], group: str, codes: list[str]) -> None:
+def test_synthea_assessment(
+    prefix: str, now: datetime, egfr: int, mds: list[int], group: str, codes: list[str]
+) -> None:
     from cds_service.evaluate import evaluate_request
 
     outcome = evaluate_request(request_from_bundle(_bundle(prefix), None, "patient-view"), Settings(dev=True), now=now)

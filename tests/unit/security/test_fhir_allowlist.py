@@ -191,9 +191,7 @@ def test_allowlisted_name_resolving_to_a_non_public_address_is_rejected(
     assert no_connections == []
 
 
-def test_private_network_opt_in_never_admits_link_local(
-    policy: FhirServerPolicy, resolver: FakeResolver
-) -> None:
+def test_private_network_opt_in_never_admits_link_local(policy: FhirServerPolicy, resolver: FakeResolver) -> None:
     resolver.table["fhir.hospital.internal"] = ["169.254.169.254"]
     with pytest.raises(FhirServerNotAllowed, match="link-local"):
         policy.check("https://fhir.hospital.internal/r4", CALLER)

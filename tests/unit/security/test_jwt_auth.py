@@ -126,9 +126,7 @@ def harness(listener: Listener, es384_key: SigningKey, rs384_key: SigningKey) ->
 
 
 @pytest.mark.parametrize("key_fixture", ["es384_key", "rs384_key"])
-def test_valid_token_yields_the_caller(
-    harness: Harness, key_fixture: str, request: pytest.FixtureRequest
-) -> None:
+def test_valid_token_yields_the_caller(harness: Harness, key_fixture: str, request: pytest.FixtureRequest) -> None:
     key: SigningKey = request.getfixturevalue(key_fixture)
     payload = claims(sub="ehr-client")
     identity = harness.verify(sign(key, payload))
@@ -193,9 +191,7 @@ def test_alg_none_is_rejected(harness: Harness, es384_key: SigningKey) -> None:
     assert harness.listener.connections == 0
 
 
-def test_hs256_signed_with_the_public_key_as_secret_is_rejected(
-    harness: Harness, es384_key: SigningKey
-) -> None:
+def test_hs256_signed_with_the_public_key_as_secret_is_rejected(harness: Harness, es384_key: SigningKey) -> None:
     """The classic algorithm-confusion attack: HMAC keyed with the (public) PEM the service trusts."""
     public_pem = es384_key.private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -208,9 +204,7 @@ def test_hs256_signed_with_the_public_key_as_secret_is_rejected(
 
 
 @pytest.mark.parametrize("algorithms", [("HS256",), ("none",), ("ES384", "HS384"), ()])
-def test_symmetric_or_none_algorithms_cannot_be_configured(
-    harness: Harness, algorithms: tuple[str, ...]
-) -> None:
+def test_symmetric_or_none_algorithms_cannot_be_configured(harness: Harness, algorithms: tuple[str, ...]) -> None:
     with pytest.raises(ConfigurationError):
         JwtVerifier(
             harness.registry,
@@ -262,9 +256,7 @@ def test_tampered_payload_is_rejected(harness: Harness, es384_key: SigningKey) -
     harness.rejects(f"{head}.{forged_body}.{signature}", "bad signature")
 
 
-def test_unknown_kid_refreshes_once_then_rejects_and_is_rate_limited(
-    harness: Harness, es384_key: SigningKey
-) -> None:
+def test_unknown_kid_refreshes_once_then_rejects_and_is_rate_limited(harness: Harness, es384_key: SigningKey) -> None:
     harness.verify(sign(es384_key, claims()))
     assert harness.listener.requests == ["/jwks"]
     stranger = SigningKey(ec.generate_private_key(ec.SECP384R1()), "unknown-kid", "ES384")
@@ -342,9 +334,7 @@ def test_missing_aud(harness: Harness, es384_key: SigningKey) -> None:
     harness.rejects(sign(es384_key, claims(aud=None)), "aud")
 
 
-def test_expired_beyond_skew_is_rejected_within_skew_accepted(
-    harness: Harness, es384_key: SigningKey
-) -> None:
+def test_expired_beyond_skew_is_rejected_within_skew_accepted(harness: Harness, es384_key: SigningKey) -> None:
     # skew 60 s: exp 61 s ago is expired; exp 59 s ago is still accepted.
     harness.rejects(sign(es384_key, claims(exp=int(NOW) - 61, iat=int(NOW) - 400)), "expired")
     assert harness.verify(sign(es384_key, claims(exp=int(NOW) - 59, iat=int(NOW) - 400))).issuer == ISSUER
@@ -378,9 +368,7 @@ def test_iss_must_match_exactly(harness: Harness, es384_key: SigningKey) -> None
 
 @pytest.mark.parametrize("tenant", ["tenant-b", None, 42])
 def test_wrong_or_missing_tenant(harness: Harness, es384_key: SigningKey, tenant: Any) -> None:
-    harness.rejects(
-        sign(es384_key, claims(tenant=tenant) if tenant is not None else claims(tenant=None)), "tenant"
-    )
+    harness.rejects(sign(es384_key, claims(tenant=tenant) if tenant is not None else claims(tenant=None)), "tenant")
 
 
 def test_tenant_not_checked_when_issuer_lists_none(listener: Listener, es384_key: SigningKey) -> None:

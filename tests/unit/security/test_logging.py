@@ -13,9 +13,7 @@ import pytest
 from cds_service.logging import REDACTED, configure_logging, redact
 
 # A syntactically valid JWT (header {"alg":"ES384","typ":"JWT"}), not signed by anything real.
-FAKE_JWT = (
-    "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2Voci5leGFtcGxlLm9yZyJ9.c2lnbmF0dXJlLWJ5dGVz"
-)
+FAKE_JWT = "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2Voci5leGFtcGxlLm9yZyJ9.c2lnbmF0dXJlLWJ5dGVz"
 FAKE_ACCESS_TOKEN = "opaque-access-token-8f2b1c"  # noqa: S105 - a test value
 
 

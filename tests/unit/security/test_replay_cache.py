@@ -100,9 +100,7 @@ def test_postgresql(postgres_engine: sa.Engine, postgres_table: str) -> None:
 
 @pytest.mark.integration
 @pytest.mark.postgres
-def test_postgresql_concurrent_workers_accept_a_jti_once(
-    postgres_engine: sa.Engine, postgres_table: str
-) -> None:
+def test_postgresql_concurrent_workers_accept_a_jti_once(postgres_engine: sa.Engine, postgres_table: str) -> None:
     """Eight threads (standing in for workers) present the same jti at once: exactly one is accepted."""
     caches = [SqlReplayCache(postgres_engine, table_name=postgres_table) for _ in range(8)]
     barrier = threading.Barrier(len(caches))
