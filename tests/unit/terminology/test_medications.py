@@ -62,7 +62,9 @@ EXPECTED_MEMBERS: dict[str, set[str]] = {
             "bisglycinate",
         )
     },
-    "mg-salt-inorganic": {f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride")},
+    "mg-salt-inorganic": {
+        f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride")
+    },
     "interacts-tetracycline": {"doxycycline", "minocycline", "tetracycline"},
     "interacts-fluoroquinolone": {"ciprofloxacin", "levofloxacin", "moxifloxacin"},
     "interacts-bisphosphonate": {"alendronate", "risedronate", "ibandronate"},
@@ -246,7 +248,9 @@ def test_lasix_evidence_reads_like_the_contract(term: Terminology) -> None:
 
 
 @pytest.mark.parametrize(("codings", "text"), UNRELATED)
-def test_unrelated_drugs_are_not_recognised(term: Terminology, codings: list[CodeRef], text: str | None) -> None:
+def test_unrelated_drugs_are_not_recognised(
+    term: Terminology, codings: list[CodeRef], text: str | None
+) -> None:
     result = term.classify_medication(codings, text)
     assert result.ingredients == ()
     assert result.classes == frozenset()
@@ -267,18 +271,22 @@ def test_word_boundaries_and_case(term: Terminology) -> None:
     assert classes_of(term, [], "MAGNESIUM CITRATE oral solution") == {
         "magnesium citrate": frozenset({"mg-salt-organic"})
     }
-    assert classes_of(term, [], "magnesium-oxide 400mg") == {"magnesium oxide": frozenset({"mg-salt-inorganic"})}
+    assert classes_of(term, [], "magnesium-oxide 400mg") == {
+        "magnesium oxide": frozenset({"mg-salt-inorganic"})
+    }
     assert classes_of(term, [], "Furosemidex") == {}
 
 
 def test_display_is_used_when_text_is_absent(term: Terminology) -> None:
-    found = term.classify_medication([CodeRef("http://example.org/local-formulary", "X1", "Pantoprazole 40 mg")])
+    found = term.classify_medication(
+        [CodeRef("http://example.org/local-formulary", "X1", "Pantoprazole 40 mg")]
+    )
     assert [i.name for i in found.ingredients] == ["pantoprazole"]
     assert found.ingredients[0].matched_by == "display 'Pantoprazole' -> pantoprazole"
 
 
 def test_medication_ingredient_concepts_are_read(term: Terminology) -> None:
-    # A contained Medication with a local code and an RxNorm ingredient (the brief's fixed omeprazole IN 7646).
+    # A contained Medication: local code, RxNorm ingredient (the brief's fixed fact: omeprazole IN 7646).
     found = term.classify_medication(
         [CodeRef("http://example.org/local", "A", None)],
         None,
@@ -294,7 +302,9 @@ def test_rxnorm_oid_system_is_understood(term: Terminology) -> None:
 
 def test_atc_codes(term: Terminology) -> None:
     # C03CA01 furosemide (public French FHIR example); A02BC is the WHO ATC group of proton pump inhibitors.
-    assert classes_of(term, [CodeRef(ATC, "C03CA01", None)], None) == {"furosemide": frozenset({"loop-diuretic"})}
+    assert classes_of(term, [CodeRef(ATC, "C03CA01", None)], None) == {
+        "furosemide": frozenset({"loop-diuretic"})
+    }
     group_only = term.classify_medication([CodeRef(ATC, "A02BC", None)])
     assert group_only.classes == {"proton-pump-inhibitor"}
     assert "ATC group of proton-pump-inhibitor" in group_only.ingredients[0].matched_by
@@ -306,7 +316,9 @@ def test_elemental_magnesium_fraction(term: Terminology) -> None:
     # NIH ODS magnesium fact sheet: magnesium oxide is about 60% elemental magnesium.
     found = {
         i.name: i.elemental_mg_fraction
-        for i in term.classify_medication([], "magnesium oxide, magnesium hydroxide, magnesium citrate").ingredients
+        for i in term.classify_medication(
+            [], "magnesium oxide, magnesium hydroxide, magnesium citrate"
+        ).ingredients
     }
     assert found == {
         "magnesium oxide": pytest.approx(0.603, abs=0.001),
@@ -320,7 +332,8 @@ def test_every_salt_carries_a_fraction(term: Terminology) -> None:
     for drug_class in ("mg-salt-organic", "mg-salt-inorganic"):
         for name in term.class_members(drug_class):
             fraction = term.indexes.ingredients[name].elemental_mg_fraction
-            assert fraction is not None and 0.0 < fraction < 1.0, name
+            assert fraction is not None, name
+            assert 0.0 < fraction < 1.0, name
 
 
 def test_classification_is_dictionary_fast(term: Terminology) -> None:
