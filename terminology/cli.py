@@ -48,11 +48,18 @@ def forbidden_overlaps(indexes: Indexes) -> list[str]:
     problems: list[str] = []
     for record in indexes.ingredients.values():
         problems.extend(_overlap_messages(f"ingredient '{record.name}'", record.classes))
-    for entry in indexes.drug_codes.values():
+    for key, entry in indexes.drug_codes.items():
         classes: set[str] = set()
         for name in entry.ingredients:
             if name in indexes.ingredients:
                 classes |= indexes.ingredients[name].classes
+        listed_in = indexes.drug_code_listed_in.get(key, set())
+        for drug_class in sorted(listed_in - classes):
+            problems.append(
+                f"{system_label(entry.system)} {entry.code} is listed under {drug_class} "
+                "but none of its ingredients belongs to that class"
+            )
+        classes |= listed_in
         problems.extend(
             _overlap_messages(f"{system_label(entry.system)} {entry.code} ({entry.valueset})", frozenset(classes))
         )

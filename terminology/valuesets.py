@@ -175,6 +175,7 @@ class Indexes:
     valuesets: list[LoadedValueSet] = field(default_factory=list)
     ingredients: dict[str, IngredientRecord] = field(default_factory=dict)
     drug_codes: dict[tuple[str, str], CodeEntry] = field(default_factory=dict)
+    drug_code_listed_in: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     rxnorm_ingredient_names: dict[str, str] = field(default_factory=dict)
     atc_groups: dict[str, str] = field(default_factory=dict)
     lab_codes: dict[tuple[str, str], LabCode] = field(default_factory=dict)
@@ -326,6 +327,7 @@ def _index_drug_include(
                 "with different ingredients"
             )
         indexes.drug_codes[key] = entry
+        indexes.drug_code_listed_in.setdefault(key, set()).add(drug_class)
 
 
 def _resolve_products(indexes: Indexes) -> None:

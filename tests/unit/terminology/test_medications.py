@@ -1,0 +1,345 @@
+"""Medication classification. Expected memberships come from the brief and clinical-rules.md, codes from the
+sources recorded in each value set (listed in the SOURCE column below), never from the code under test."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from terminology import CodeRef, Terminology
+
+from .conftest import ATC, RXNORM
+
+# Class membership: clinical-rules.md section 4 and 7, and the brief's standard class members.
+EXPECTED_MEMBERS: dict[str, set[str]] = {
+    "loop-diuretic": {"furosemide", "bumetanide", "torsemide", "ethacrynic acid"},
+    "thiazide-diuretic": {
+        "hydrochlorothiazide",
+        "chlorthalidone",
+        "chlorothiazide",
+        "indapamide",
+        "metolazone",
+        "methyclothiazide",
+    },
+    "potassium-sparing-diuretic": {"spironolactone", "eplerenone", "amiloride", "triamterene", "finerenone"},
+    "carbonic-anhydrase-inhibitor": {"acetazolamide", "methazolamide"},
+    "proton-pump-inhibitor": {
+        "omeprazole",
+        "esomeprazole",
+        "lansoprazole",
+        "dexlansoprazole",
+        "pantoprazole",
+        "rabeprazole",
+    },
+    "mg-wasting-other": {
+        "cisplatin",
+        "carboplatin",
+        "oxaliplatin",
+        "cetuximab",
+        "panitumumab",
+        "tacrolimus",
+        "cyclosporine",
+        "amphotericin b",
+        "foscarnet",
+        "pentamidine",
+        "gentamicin",
+        "tobramycin",
+        "amikacin",
+    },
+    "mg-salt-organic": {
+        f"magnesium {anion}"
+        for anion in (
+            "citrate",
+            "glycinate",
+            "lactate",
+            "aspartate",
+            "gluconate",
+            "malate",
+            "orotate",
+            "taurate",
+            "threonate",
+            "bisglycinate",
+        )
+    },
+    "mg-salt-inorganic": {
+        f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride")
+    },
+    "interacts-tetracycline": {"doxycycline", "minocycline", "tetracycline"},
+    "interacts-fluoroquinolone": {"ciprofloxacin", "levofloxacin", "moxifloxacin"},
+    "interacts-bisphosphonate": {"alendronate", "risedronate", "ibandronate"},
+    "interacts-levothyroxine": {"levothyroxine"},
+    "interacts-dolutegravir": {"dolutegravir"},
+    "interacts-gabapentin": {"gabapentin"},
+}
+ALL_INGREDIENTS = sorted((name, cls) for cls, names in EXPECTED_MEMBERS.items() for name in names)
+
+# RxNorm ingredient codes, with where each was verified.
+INGREDIENT_CODES = [
+    ("4603", "furosemide", "brief (fixed fact)"),
+    ("5487", "hydrochlorothiazide", "brief (fixed fact)"),
+    ("7646", "omeprazole", "brief (fixed fact)"),
+    ("283742", "esomeprazole", "public ATC-grouped RxNorm list, A02BC"),
+    ("17128", "lansoprazole", "public ATC-grouped RxNorm list, A02BC"),
+    ("816346", "dexlansoprazole", "public ATC-grouped RxNorm list, A02BC"),
+    ("40790", "pantoprazole", "public ATC-grouped RxNorm list, A02BC"),
+    ("114979", "rabeprazole", "public ATC-grouped RxNorm list, A02BC"),
+    ("9997", "spironolactone", "public RxCUI tables"),
+    ("6582", "magnesium oxide", "public ATC-grouped RxNorm list, A02AA"),
+    ("6581", "magnesium hydroxide", "public ATC-grouped RxNorm list, A02AA"),
+    ("29155", "magnesium carbonate", "public ATC-grouped RxNorm list, A02AA"),
+    ("732", "amphotericin b", "public RxNorm antibiotic map"),
+    ("4413", "gentamicin", "public RxNorm antibiotic map"),
+    ("10627", "tobramycin", "public RxNorm antibiotic map"),
+    ("641", "amikacin", "public RxNorm antibiotic map"),
+    ("10395", "tetracycline", "public RxNorm antibiotic map"),
+    ("2551", "ciprofloxacin", "public RxCUI tables"),
+    ("82122", "levofloxacin", "public RxNorm antibiotic map"),
+    ("139462", "moxifloxacin", "public RxNorm antibiotic map"),
+    ("10582", "levothyroxine", "public RxCUI tables"),
+    ("25480", "gabapentin", "public RxCUI tables"),
+]
+
+# Product codes (SCD/SBD/SCDC) and the ingredients they contain.
+PRODUCT_CODES = [
+    ("315971", {"furosemide"}, "Synthea 'Lasix 40mg' (brief)"),
+    ("1719286", {"furosemide"}, "Synthea furosemide injection (brief)"),
+    ("316049", {"hydrochlorothiazide"}, "Synthea (brief)"),
+    ("316052", {"hydrochlorothiazide"}, "Synthea (brief)"),
+    ("197417", {"bumetanide"}, "VSAC Diuretics 2.16.840.1.113762.1.4.1248.170"),
+    ("198371", {"torsemide"}, "VSAC Diuretics"),
+    ("1251903", {"ethacrynic acid"}, "VSAC Diuretics"),
+    ("197499", {"chlorthalidone"}, "VSAC Diuretics"),
+    ("197475", {"chlorothiazide"}, "VSAC Diuretics"),
+    ("313096", {"spironolactone"}, "VSAC Diuretics"),
+    ("351256", {"eplerenone"}, "VSAC Diuretics"),
+    ("977880", {"amiloride"}, "VSAC Diuretics"),
+    ("198313", {"triamterene"}, "VSAC Diuretics"),
+    ("198314", {"hydrochlorothiazide", "triamterene"}, "VSAC Diuretics, combination"),
+    ("977883", {"amiloride", "hydrochlorothiazide"}, "VSAC Diuretics, combination"),
+    ("197382", {"chlorthalidone"}, "VSAC Diuretics, atenolol + chlorthalidone"),
+    ("197304", {"acetazolamide"}, "VSAC eCQM expansion"),
+    ("198051", {"omeprazole"}, "PEDSnet rx_ppi"),
+    ("207212", {"omeprazole"}, "PEDSnet rx_ppi, [Prilosec] SBD"),
+    ("328287", {"ciprofloxacin"}, "HL7 nhsn-dqm example"),
+    ("1806380", {"gabapentin"}, "VSAC eCQM expansion"),
+]
+
+# Brand names in free text (the drug's US brand), one per drug where a brand exists.
+BRANDS = [
+    ("Lasix 40 mg tablet", "furosemide"),
+    ("Bumex 1 mg", "bumetanide"),
+    ("Demadex 20mg", "torsemide"),
+    ("Edecrin 25 mg", "ethacrynic acid"),
+    ("Microzide 12.5 mg capsule", "hydrochlorothiazide"),
+    ("Thalitone 15 mg", "chlorthalidone"),
+    ("Diuril oral suspension", "chlorothiazide"),
+    ("Lozol 2.5mg", "indapamide"),
+    ("Zaroxolyn 5 mg", "metolazone"),
+    ("Enduron 5 mg", "methyclothiazide"),
+    ("Aldactone 25 mg", "spironolactone"),
+    ("Inspra 50 mg", "eplerenone"),
+    ("Midamor", "amiloride"),
+    ("Dyrenium 50 mg capsule", "triamterene"),
+    ("Kerendia 10 mg", "finerenone"),
+    ("Diamox Sequels 500 mg", "acetazolamide"),
+    ("Neptazane 50 mg", "methazolamide"),
+    ("Prilosec OTC 20 mg", "omeprazole"),
+    ("Nexium 40mg", "esomeprazole"),
+    ("Prevacid SoluTab", "lansoprazole"),
+    ("Dexilant 60 mg", "dexlansoprazole"),
+    ("Protonix IV", "pantoprazole"),
+    ("AcipHex 20 mg", "rabeprazole"),
+    ("Platinol-AQ", "cisplatin"),
+    ("Paraplatin infusion", "carboplatin"),
+    ("Eloxatin 100 mg", "oxaliplatin"),
+    ("Erbitux 100 mg/50 mL", "cetuximab"),
+    ("Vectibix", "panitumumab"),
+    ("Prograf 1 mg capsule", "tacrolimus"),
+    ("Neoral 100 mg", "cyclosporine"),
+    ("AmBisome 50 mg vial", "amphotericin b"),
+    ("Foscavir", "foscarnet"),
+    ("Pentam 300", "pentamidine"),
+    ("Tobi Podhaler", "tobramycin"),
+    ("Arikayce", "amikacin"),
+    ("Vibramycin 100 mg", "doxycycline"),
+    ("Minocin 50 mg", "minocycline"),
+    ("Sumycin", "tetracycline"),
+    ("Cipro 500", "ciprofloxacin"),
+    ("Levaquin 750 mg", "levofloxacin"),
+    ("Avelox 400 mg", "moxifloxacin"),
+    ("Fosamax 70 mg weekly", "alendronate"),
+    ("Actonel 35 mg", "risedronate"),
+    ("Boniva 150 mg", "ibandronate"),
+    ("Synthroid 50 mcg", "levothyroxine"),
+    ("Tivicay 50 mg", "dolutegravir"),
+    ("Neurontin 300 mg", "gabapentin"),
+    ("Mag-Ox 400", "magnesium oxide"),
+    ("Milk of Magnesia", "magnesium hydroxide"),
+    ("Slow-Mag", "magnesium chloride"),
+    ("Epsom salt", "magnesium sulfate"),
+]
+
+UNRELATED = [
+    ([CodeRef(RXNORM, "197604", "Digoxin 0.125 MG Oral Tablet")], None),
+    ([], "Amoxicillin / Clavulanate 875 MG / 125 MG Oral Tablet"),
+    ([], "amoxicillin/clavulanate"),
+    ([], "Lisinopril 10 MG Oral Tablet"),
+    ([CodeRef(RXNORM, "29046", "lisinopril")], None),
+    ([], "zinc oxide 20% ointment"),
+    ([], "oxide"),
+    ([], "citrate"),
+    ([], "potassium citrate 10 mEq"),
+    ([], "Simvistatin 10 MG"),
+    ([], None),
+]
+
+
+def classes_of(term: Terminology, codings: list[CodeRef], text: str | None) -> dict[str, frozenset[str]]:
+    result = term.classify_medication(codings, text)
+    return {i.name: i.classes for i in result.ingredients}
+
+
+@pytest.mark.parametrize("drug_class", sorted(EXPECTED_MEMBERS))
+def test_class_members_are_exactly_the_contract(term: Terminology, drug_class: str) -> None:
+    assert set(term.class_members(drug_class)) == EXPECTED_MEMBERS[drug_class]
+
+
+@pytest.mark.parametrize(("name", "drug_class"), ALL_INGREDIENTS)
+def test_generic_name_in_free_text(term: Terminology, name: str, drug_class: str) -> None:
+    found = classes_of(term, [], f"{name.title()} 10 MG Oral Tablet")
+    assert drug_class in found[name]
+
+
+@pytest.mark.parametrize(("text", "name"), BRANDS)
+def test_brand_name_in_free_text(term: Terminology, text: str, name: str) -> None:
+    found = term.classify_medication([], text)
+    assert [i.name for i in found.ingredients] == [name]
+    assert found.ingredients[0].matched_by.startswith("text '")
+
+
+def test_every_drug_with_a_brand_is_covered_by_the_brand_table() -> None:
+    # Organic magnesium salts are sold under their generic names; every other drug has a brand row above.
+    organic = EXPECTED_MEMBERS["mg-salt-organic"]
+    branded = {name for _, name in BRANDS}
+    assert {n for n, _ in ALL_INGREDIENTS} - organic - {"gentamicin", "magnesium carbonate"} <= branded
+
+
+@pytest.mark.parametrize(("code", "name", "source"), INGREDIENT_CODES)
+def test_ingredient_code(term: Terminology, code: str, name: str, source: str) -> None:
+    result = term.classify_medication([CodeRef(RXNORM, code, None)])
+    assert [i.name for i in result.ingredients] == [name], source
+    assert result.ingredients[0].rxnorm == code
+    assert result.ingredients[0].matched_by.startswith(f"RxNorm {code}")
+
+
+@pytest.mark.parametrize(("code", "names", "source"), PRODUCT_CODES)
+def test_product_code(term: Terminology, code: str, names: set[str], source: str) -> None:
+    result = term.classify_medication([CodeRef(RXNORM, code, None)])
+    assert {i.name for i in result.ingredients} == names, source
+
+
+def test_lasix_evidence_reads_like_the_contract(term: Terminology) -> None:
+    result = term.classify_medication([CodeRef(RXNORM, "315971", "Lasix 40mg")], "Lasix 40mg")
+    (furosemide,) = result.ingredients
+    assert furosemide.matched_by == "RxNorm 315971 (Lasix 40mg) -> furosemide"
+    assert result.classes == {"loop-diuretic"}
+    assert furosemide.rxnorm == "4603"
+
+
+@pytest.mark.parametrize(("codings", "text"), UNRELATED)
+def test_unrelated_drugs_are_not_recognised(
+    term: Terminology, codings: list[CodeRef], text: str | None
+) -> None:
+    result = term.classify_medication(codings, text)
+    assert result.ingredients == ()
+    assert result.classes == frozenset()
+
+
+def test_combination_text_counts_each_ingredient(term: Terminology) -> None:
+    assert classes_of(term, [], "lisinopril / hydrochlorothiazide 20 MG / 12.5 MG") == {
+        "hydrochlorothiazide": frozenset({"thiazide-diuretic"})
+    }
+    found = classes_of(term, [], "Triamterene/HCTZ 37.5-25 mg")
+    assert found == {
+        "triamterene": frozenset({"potassium-sparing-diuretic"}),
+        "hydrochlorothiazide": frozenset({"thiazide-diuretic"}),
+    }
+
+
+def test_word_boundaries_and_case(term: Terminology) -> None:
+    assert classes_of(term, [], "MAGNESIUM CITRATE oral solution") == {
+        "magnesium citrate": frozenset({"mg-salt-organic"})
+    }
+    assert classes_of(term, [], "magnesium-oxide 400mg") == {
+        "magnesium oxide": frozenset({"mg-salt-inorganic"})
+    }
+    assert classes_of(term, [], "Furosemidex") == {}
+
+
+def test_display_is_used_when_text_is_absent(term: Terminology) -> None:
+    found = term.classify_medication(
+        [CodeRef("http://example.org/local-formulary", "X1", "Pantoprazole 40 mg")]
+    )
+    assert [i.name for i in found.ingredients] == ["pantoprazole"]
+    assert found.ingredients[0].matched_by == "display 'Pantoprazole' -> pantoprazole"
+
+
+def test_medication_ingredient_concepts_are_read(term: Terminology) -> None:
+    # A contained Medication: local code, RxNorm ingredient (the brief's fixed fact: omeprazole IN 7646).
+    found = term.classify_medication(
+        [CodeRef("http://example.org/local", "A", None)],
+        None,
+        ingredient_concepts=[([CodeRef(RXNORM, "7646", "omeprazole")], None), ([], "magnesium stearate")],
+    )
+    assert [i.name for i in found.ingredients] == ["omeprazole"]
+
+
+def test_rxnorm_oid_system_is_understood(term: Terminology) -> None:
+    found = term.classify_medication([CodeRef("urn:oid:2.16.840.1.113883.6.88", "4603", None)])
+    assert [i.name for i in found.ingredients] == ["furosemide"]
+
+
+def test_atc_codes(term: Terminology) -> None:
+    # C03CA01 furosemide (public French FHIR example); A02BC is the WHO ATC group of proton pump inhibitors.
+    assert classes_of(term, [CodeRef(ATC, "C03CA01", None)], None) == {
+        "furosemide": frozenset({"loop-diuretic"})
+    }
+    group_only = term.classify_medication([CodeRef(ATC, "A02BC", None)])
+    assert group_only.classes == {"proton-pump-inhibitor"}
+    assert "ATC group of proton-pump-inhibitor" in group_only.ingredients[0].matched_by
+
+
+def test_elemental_magnesium_fraction(term: Terminology) -> None:
+    # Hand calculation, IUPAC atomic weights: MgO 24.305 / (24.305 + 15.999) = 0.603;
+    # Mg(OH)2 24.305 / 58.319 = 0.417; trimagnesium dicitrate 3 x 24.305 / 451.1 = 0.162.
+    # NIH ODS magnesium fact sheet: magnesium oxide is about 60% elemental magnesium.
+    found = {
+        i.name: i.elemental_mg_fraction
+        for i in term.classify_medication(
+            [], "magnesium oxide, magnesium hydroxide, magnesium citrate"
+        ).ingredients
+    }
+    assert found == {
+        "magnesium oxide": pytest.approx(0.603, abs=0.001),
+        "magnesium hydroxide": pytest.approx(0.417, abs=0.001),
+        "magnesium citrate": pytest.approx(0.162, abs=0.001),
+    }
+    assert term.classify_medication([], "furosemide").ingredients[0].elemental_mg_fraction is None
+
+
+def test_every_salt_carries_a_fraction(term: Terminology) -> None:
+    for drug_class in ("mg-salt-organic", "mg-salt-inorganic"):
+        for name in term.class_members(drug_class):
+            fraction = term.indexes.ingredients[name].elemental_mg_fraction
+            assert fraction is not None, name
+            assert 0.0 < fraction < 1.0, name
+
+
+def test_classification_is_dictionary_fast(term: Terminology) -> None:
+    codings = [CodeRef(RXNORM, "315971", "Lasix 40mg")]
+    start = time.perf_counter()
+    for _ in range(2000):
+        term.classify_medication(codings, "Lasix 40mg")
+        term.classify_medication([], "Prilosec OTC 20 mg")
+    assert time.perf_counter() - start < 2.0

@@ -1,0 +1,114 @@
+"""The value set files themselves, and ``mgcds terminology check``."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.valueset import ValueSet
+
+from terminology import DRUG_CLASSES, LAB_CONCEPTS
+from terminology.cli import register, run_check
+from terminology.valuesets import default_valueset_dir
+
+FILES = sorted(default_valueset_dir().glob("*.json"))
+
+
+def test_there_is_one_file_per_concept() -> None:
+    concepts = []
+    for path in FILES:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        concepts += [e["valueCode"] for e in raw["extension"] if e["url"].endswith("/mgcds-concept")]
+    assert sorted(concepts) == sorted(
+        [*DRUG_CLASSES, *LAB_CONCEPTS, "auditc-frequency", "auditc-typical-drinks", "alcohol-use-disorder"]
+    )
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_each_file_is_a_valid_r4_valueset_with_provenance(path: Path) -> None:
+    resource = ValueSet.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    assert resource.url == f"https://mgcds.example.org/fhir/ValueSet/{path.stem}"
+    assert resource.version
+    assert resource.name
+    assert resource.title
+    assert resource.description is not None
+    # Every description says where its codes came from and when.
+    assert "2026" in resource.description or "clinical-rules.md" in resource.description
+
+
+@pytest.fixture
+def valueset_copy(tmp_path: Path) -> Path:
+    """A writable copy of the packaged value sets."""
+    target = tmp_path / "valuesets"
+    shutil.copytree(default_valueset_dir(), target)
+    return target
+
+
+def test_check_passes_and_prints_counts() -> None:
+    out = io.StringIO()
+    assert run_check(out) == 0
+    text = out.getvalue()
+    assert "drugs-loop-diuretic" in text
+    assert "RxNorm" in text
+    assert text.strip().endswith("OK")
+
+
+def test_check_fails_on_a_ppi_listed_as_a_diuretic(valueset_copy: Path) -> None:
+    path = valueset_copy / "drugs-loop-diuretic.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    rxnorm = next(i for i in raw["compose"]["include"] if i["system"].endswith("rxnorm"))
+    rxnorm["concept"].append(
+        {
+            "code": "198051",
+            "display": "omeprazole 20 MG Delayed Release Oral Capsule",
+            "extension": [
+                {
+                    "url": "https://mgcds.example.org/fhir/StructureDefinition/ingredient",
+                    "valueString": "omeprazole",
+                }
+            ],
+        }
+    )
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "must not overlap" in out.getvalue() or "different ingredients" in out.getvalue()
+
+
+def test_check_fails_on_an_ingredient_in_two_classes(valueset_copy: Path) -> None:
+    path = valueset_copy / "drugs-thiazide-diuretic.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["compose"]["include"][0]["concept"].append({"code": "omeprazole", "display": "omeprazole"})
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "ingredient 'omeprazole'" in out.getvalue()
+    assert "must not overlap" in out.getvalue()
+
+
+def test_check_fails_on_an_invalid_file(valueset_copy: Path) -> None:
+    (valueset_copy / "broken.json").write_text(
+        '{"resourceType": "ValueSet", "status": "bogus"}', encoding="utf-8"
+    )
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "INVALID  broken.json" in out.getvalue()
+
+
+def test_check_fails_when_a_concept_has_no_file(valueset_copy: Path) -> None:
+    (valueset_copy / "lab-egfr.json").unlink()
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "no value set for concept 'egfr'" in out.getvalue()
+
+
+def test_register_wires_the_check_subcommand() -> None:
+    parser = argparse.ArgumentParser(prog="mgcds")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["terminology", "check"])
+    out = io.StringIO()
+    assert args.handler(args, out) == 0
