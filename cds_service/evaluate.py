@@ -237,10 +237,8 @@ def format_report(outcome: HookOutcome, out: TextIO) -> None:
         points = f"{low}" if low == high else f"{low}-{high}"
         out.write(f"  - {component.get('name')}: {points} point(s) ({component.get('basis')})\n")
         for evidence in component.get("evidence") or ():
-            shown = " ".join(str(evidence[k]) for k in ("value", "unit") if evidence.get(k))
-            out.write(
-                f"      {evidence.get('resource')} {evidence.get('display') or ''} {shown} {evidence.get('date') or ''}\n"
-            )
+            parts = (evidence.get(k) for k in ("resource", "display", "value", "unit", "date"))
+            out.write("      " + " ".join(str(p) for p in parts if p) + "\n")
     egfr = a.get("egfr", {})
     shown = f"{egfr.get('comparator') or ''}{egfr.get('value')}" if egfr.get("value") is not None else "unknown"
     out.write(f"eGFR: {shown} (source: {egfr.get('source')})\n")
