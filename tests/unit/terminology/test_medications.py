@@ -62,9 +62,7 @@ EXPECTED_MEMBERS: dict[str, set[str]] = {
             "bisglycinate",
         )
     },
-    "mg-salt-inorganic": {
-        f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride")
-    },
+    "mg-salt-inorganic": {f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride")},
     "interacts-tetracycline": {"doxycycline", "minocycline", "tetracycline"},
     "interacts-fluoroquinolone": {"ciprofloxacin", "levofloxacin", "moxifloxacin"},
     "interacts-bisphosphonate": {"alendronate", "risedronate", "ibandronate"},
@@ -248,9 +246,7 @@ def test_lasix_evidence_reads_like_the_contract(term: Terminology) -> None:
 
 
 @pytest.mark.parametrize(("codings", "text"), UNRELATED)
-def test_unrelated_drugs_are_not_recognised(
-    term: Terminology, codings: list[CodeRef], text: str | None
-) -> None:
+def test_unrelated_drugs_are_not_recognised(term: Terminology, codings: list[CodeRef], text: str | None) -> None:
     result = term.classify_medication(codings, text)
     assert result.ingredients == ()
     assert result.classes == frozenset()
@@ -271,16 +267,12 @@ def test_word_boundaries_and_case(term: Terminology) -> None:
     assert classes_of(term, [], "MAGNESIUM CITRATE oral solution") == {
         "magnesium citrate": frozenset({"mg-salt-organic"})
     }
-    assert classes_of(term, [], "magnesium-oxide 400mg") == {
-        "magnesium oxide": frozenset({"mg-salt-inorganic"})
-    }
+    assert classes_of(term, [], "magnesium-oxide 400mg") == {"magnesium oxide": frozenset({"mg-salt-inorganic"})}
     assert classes_of(term, [], "Furosemidex") == {}
 
 
 def test_display_is_used_when_text_is_absent(term: Terminology) -> None:
-    found = term.classify_medication(
-        [CodeRef("http://example.org/local-formulary", "X1", "Pantoprazole 40 mg")]
-    )
+    found = term.classify_medication([CodeRef("http://example.org/local-formulary", "X1", "Pantoprazole 40 mg")])
     assert [i.name for i in found.ingredients] == ["pantoprazole"]
     assert found.ingredients[0].matched_by == "display 'Pantoprazole' -> pantoprazole"
 
@@ -302,9 +294,7 @@ def test_rxnorm_oid_system_is_understood(term: Terminology) -> None:
 
 def test_atc_codes(term: Terminology) -> None:
     # C03CA01 furosemide (public French FHIR example); A02BC is the WHO ATC group of proton pump inhibitors.
-    assert classes_of(term, [CodeRef(ATC, "C03CA01", None)], None) == {
-        "furosemide": frozenset({"loop-diuretic"})
-    }
+    assert classes_of(term, [CodeRef(ATC, "C03CA01", None)], None) == {"furosemide": frozenset({"loop-diuretic"})}
     group_only = term.classify_medication([CodeRef(ATC, "A02BC", None)])
     assert group_only.classes == {"proton-pump-inhibitor"}
     assert "ATC group of proton-pump-inhibitor" in group_only.ingredients[0].matched_by
@@ -316,9 +306,7 @@ def test_elemental_magnesium_fraction(term: Terminology) -> None:
     # NIH ODS magnesium fact sheet: magnesium oxide is about 60% elemental magnesium.
     found = {
         i.name: i.elemental_mg_fraction
-        for i in term.classify_medication(
-            [], "magnesium oxide, magnesium hydroxide, magnesium citrate"
-        ).ingredients
+        for i in term.classify_medication([], "magnesium oxide, magnesium hydroxide, magnesium citrate").ingredients
     }
     assert found == {
         "magnesium oxide": pytest.approx(0.603, abs=0.001),

@@ -134,9 +134,7 @@ TYPICAL = [
     ("LA18931-8", "7 to 9", "7-9", 3),
     ("LA18932-6", "10 or more", "10-plus", 4),
 ]
-AUDITC = [("auditc-frequency", *row) for row in FREQUENCY] + [
-    ("auditc-typical-drinks", *row) for row in TYPICAL
-]
+AUDITC = [("auditc-frequency", *row) for row in FREQUENCY] + [("auditc-typical-drinks", *row) for row in TYPICAL]
 
 
 @pytest.mark.parametrize(("concept", "code", "display", "band", "score"), AUDITC)

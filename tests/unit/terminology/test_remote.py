@@ -56,9 +56,7 @@ class FakePeer:
         self.server.daemon_threads = True
         # Do not wait at close for a handler still sleeping in the timeout tests.
         self.server.block_on_close = False
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -111,9 +109,7 @@ def peer() -> Iterator[FakePeer]:
             "/REST/rxcui/999000002/related.json": fixed(500, {"error": "boom"}),
             "/REST/rxcui/999000003/related.json": slow(1.5, (200, FUROSEMIDE_RELATED)),
             "/REST/rxcui/999000004/related.json": fixed(200, "<html>not json</html>"),
-            "/REST/rxcui/999000005/related.json": fixed(
-                200, {"relatedGroup": {"conceptGroup": [{"tty": "IN"}]}}
-            ),
+            "/REST/rxcui/999000005/related.json": fixed(200, {"relatedGroup": {"conceptGroup": [{"tty": "IN"}]}}),
             "/REST/rxcui/999000006/related.json": fixed(200, COMBO_RELATED),
         }
     )
@@ -276,9 +272,7 @@ def test_fhir_lookup_reads_ingredient_properties(peer: FakePeer, session: reques
 def test_fhir_translate_when_lookup_has_no_ingredients(peer: FakePeer, session: requests.Session) -> None:
     peer.routes.update(fhir_routes(fixed(200, LOOKUP_NO_INGREDIENTS), fixed(200, TRANSLATE_PANTOPRAZOLE)))
     client = FhirTerminologyLookup(peer.url + "/fhir", session, timeout=0.5, cache_ttl=60)
-    assert client.ingredients_for("http://example.org/local-formulary", "PANTO40") == (
-        ("40790", "pantoprazole"),
-    )
+    assert client.ingredients_for("http://example.org/local-formulary", "PANTO40") == (("40790", "pantoprazole"),)
 
 
 def test_fhir_errors_and_outcomes_fail_open(peer: FakePeer, session: requests.Session) -> None:

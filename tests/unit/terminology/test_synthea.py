@@ -24,9 +24,7 @@ def resources() -> list[dict[str, Any]]:
     return found
 
 
-def test_every_hctz_or_furosemide_request_is_a_diuretic(
-    term: Terminology, resources: list[dict[str, Any]]
-) -> None:
+def test_every_hctz_or_furosemide_request_is_a_diuretic(term: Terminology, resources: list[dict[str, Any]]) -> None:
     seen = 0
     for resource in resources:
         if resource["resourceType"] != "MedicationRequest":
@@ -53,9 +51,7 @@ def test_creatinine_and_egfr_in_both_units(term: Terminology, resources: list[di
         if match is None or match.concept not in units_seen:
             continue
         quantity = resource["valueQuantity"]
-        converted = term.convert(
-            quantity["value"], quantity.get("code") or quantity.get("unit"), match.concept
-        )
+        converted = term.convert(quantity["value"], quantity.get("code") or quantity.get("unit"), match.concept)
         assert converted.value == pytest.approx(quantity["value"])
         units_seen[match.concept].add(quantity.get("code") or quantity.get("unit"))
     assert units_seen["serum-creatinine"] == {"mg/dL"}

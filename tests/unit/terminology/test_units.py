@@ -72,9 +72,7 @@ def test_egfr_units_accepted_as_is(term: Terminology, unit: str) -> None:
         ("%", "ionized-magnesium"),
     ],
 )
-def test_unlisted_unit_is_refused_with_unit_and_concept_named(
-    term: Terminology, unit: str, concept: str
-) -> None:
+def test_unlisted_unit_is_refused_with_unit_and_concept_named(term: Terminology, unit: str, concept: str) -> None:
     with pytest.raises(UnitNotRecognised) as caught:
         term.convert(1.0, unit, concept)
     assert unit in str(caught.value)

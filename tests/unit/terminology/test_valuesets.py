@@ -91,9 +91,7 @@ def test_check_fails_on_an_ingredient_in_two_classes(valueset_copy: Path) -> Non
 
 
 def test_check_fails_on_an_invalid_file(valueset_copy: Path) -> None:
-    (valueset_copy / "broken.json").write_text(
-        '{"resourceType": "ValueSet", "status": "bogus"}', encoding="utf-8"
-    )
+    (valueset_copy / "broken.json").write_text('{"resourceType": "ValueSet", "status": "bogus"}', encoding="utf-8")
     out = io.StringIO()
     assert run_check(out, valueset_copy) == 1
     assert "INVALID  broken.json" in out.getvalue()
