@@ -31,6 +31,7 @@ from cds_service.engine.facts import (
 )
 from cds_service.engine.magnesium import UNKNOWN
 
+DRAFT_EXTENSION_KEY = "org.mgcds.draft-order"
 RECOMMENDATION_EXTENSION_KEY = "org.mgcds.recommendation"
 SOURCE_LABEL = "MgCDS magnesium decision support"
 OVERRIDE_REASON_SYSTEM = "https://mgcds.example.org/fhir/CodeSystem/override-reason"
@@ -212,6 +213,10 @@ def _card(
         ],
         "extension": {RECOMMENDATION_EXTENSION_KEY: rec.code},
     }
+    if rec.concerned_draft is not None:
+        # Order hooks: which draft the card is about, so order-sign can recognise a card order-select already showed.
+        draft = rec.concerned_draft
+        card["extension"][DRAFT_EXTENSION_KEY] = f"{draft.resource_type}/{draft.resource_id}"
     links = [{"label": SOURCES[t][0], "url": SOURCES[t][1], "type": "absolute"} for t in tags]
     if links:
         card["links"] = links

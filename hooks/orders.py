@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 
+from cds_service.cards import DRAFT_EXTENSION_KEY, RECOMMENDATION_EXTENSION_KEY
 from cds_service.errors import BadRequest
 from cds_service.fhir.extract import DraftOrders, parse_draft_orders
 
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
     from cds_service.api.models import HookRequest
     from cds_service.runtime import Runtime
 
-DRAFT_EXTENSION_KEY = "org.mgcds.draft-order"
-RECOMMENDATION_KEY = "org.mgcds.recommendation"
 _SEEN_CACHE = "order_session_cards"
 _SEEN_LOCK = threading.Lock()
 
@@ -54,7 +53,7 @@ def _key(patient_id: str, card: dict[str, Any]) -> tuple[str, str, str] | None:
     draft = extension.get(DRAFT_EXTENSION_KEY)
     if not isinstance(draft, str):
         return None
-    return (patient_id, draft, str(extension.get(RECOMMENDATION_KEY)))
+    return (patient_id, draft, str(extension.get(RECOMMENDATION_EXTENSION_KEY)))
 
 
 def remember_cards(runtime: Runtime, patient_id: str, cards: list[dict[str, Any]]) -> None:

@@ -121,7 +121,7 @@ class Action(_Strict):
     type: Literal["create", "update", "delete"]
     description: str = Field(min_length=1)
     resource: dict[str, Any] | None = None
-    resourceId: list[str] | None = None  # noqa: N815
+    resourceId: str | None = Field(default=None, min_length=1)  # noqa: N815 - a string in CDS Hooks 2.0.1
 
     @model_validator(mode="after")
     def _shape(self) -> Action:
