@@ -33,8 +33,8 @@ CLASSES = ["loop-diuretic", "thiazide-diuretic", "potassium-sparing-diuretic", "
            "proton-pump-inhibitor", "mg-wasting-other", "mg-salt-organic", "mg-salt-inorganic",
            "interacts-tetracycline", "interacts-fluoroquinolone", "interacts-bisphosphonate",
            "interacts-levothyroxine", "interacts-dolutegravir", "interacts-gabapentin"]  # fmt: skip
-DEPLETING = ["loop-diuretic", "thiazide-diuretic", "potassium-sparing-diuretic", "carbonic-anhydrase-inhibitor",
-             "proton-pump-inhibitor"]  # fmt: skip
+DEPLETING = ["loop-diuretic", "thiazide-diuretic", "potassium-sparing-diuretic",
+             "carbonic-anhydrase-inhibitor", "proton-pump-inhibitor"]  # fmt: skip
 
 optional_time = st.one_of(
     st.none(),
