@@ -93,7 +93,7 @@ def _cards(f: Facts, id_factory: Callable[[], str]) -> list[dict[str, Any]]:
 PPI = med("omeprazole", "proton-pump-inhibitor")
 LOOP = med("furosemide", "loop-diuretic")
 
-# One scenario per recommendation code (inputs as in tests/unit/engine/test_recommend.py, test_order_rules.py).
+# One scenario per recommendation code (inputs as in engine/test_recommend.py and test_order_rules.py).
 SCENARIOS: dict[str, tuple[Facts, str]] = {
     r.URGENT_EVALUATION: (facts(labs=(lab("serum-magnesium", 0.45),)), "0.45"),
     r.TEST_SERUM_MG: (
