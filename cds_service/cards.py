@@ -145,7 +145,9 @@ ACTION_TEXT = {
     r.ORDER_SUPPLEMENT_CONTRAINDICATED: (
         "A magnesium supplement is contraindicated with eGFR below 30 or a high serum magnesium."
     ),
-    r.ORDER_SPACING: "Magnesium binds this drug in the gut: space the doses.",
+    r.ORDER_SPACING: (
+        "Magnesium binds the interacting drug in the gut and lowers its absorption: space the doses."
+    ),
 }
 
 COMPONENT_TEXT = {

@@ -17,7 +17,7 @@ from cds_service.engine.assessment import assess
 from cds_service.engine.facts import Facts
 from cds_service.engine.settings import ClinicalSettings
 from tests.unit.engine.builders import NOW, facts, lab, med
-from tests.unit.engine.test_properties import any_facts
+from tests.unit.engine.strategies import any_facts
 
 SETTINGS = ClinicalSettings()
 SOURCE_URL = "https://mgcds.example.org/docs"
