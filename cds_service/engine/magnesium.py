@@ -108,7 +108,9 @@ def assess_ionized(facts: Facts, now: datetime, settings: ClinicalSettings) -> M
         current is not None
         and current.reference_low is not None
         and current.reference_high is not None
-        and current.reference_low < current.reference_high
+        and math.isfinite(current.reference_low)
+        and math.isfinite(current.reference_high)
+        and 0 <= current.reference_low < current.reference_high
     ):
         low, high, source = current.reference_low, current.reference_high, REFERENCE_FROM_OBSERVATION
     result = _interpret(
