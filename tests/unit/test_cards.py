@@ -259,3 +259,11 @@ def test_cards_for_any_facts_are_valid(f: Facts) -> None:
     assert len(cards) == len(a.recommendations)
     for card in cards:
         check_card(card)
+
+
+def test_summary_shows_the_ionized_figure_when_it_drives_the_deficiency(
+    id_factory: Callable[[], str],
+) -> None:
+    f = facts(labs=(lab("serum-magnesium", 0.9), lab("ionized-magnesium", 0.40), lab("egfr", 80)))
+    (card,) = _cards(f, id_factory)
+    assert "ionized Mg 0.40 mmol/L (low)" in card["summary"]
