@@ -16,6 +16,8 @@ from cds_service.engine.facts import (
     IONIZED_MAGNESIUM,
     MG_SALT_INORGANIC,
     MG_SALT_ORGANIC,
+    ORDER_SELECT,
+    ORDER_SIGN,
     PATIENT_VIEW,
     SERUM_CREATININE,
     SERUM_MAGNESIUM,
@@ -39,9 +41,11 @@ def recommend(
     assessment: Assessment, facts: Facts, settings: ClinicalSettings
 ) -> tuple[r.Recommendation, ...]:
     """Section 7 for patient-view, section 8 for the order hooks."""
-    if facts.hook != PATIENT_VIEW:
+    if facts.hook == PATIENT_VIEW:
+        return patient_view_recommendations(assessment, facts, settings)
+    if facts.hook in (ORDER_SELECT, ORDER_SIGN):
         return order_recommendations(assessment, facts, settings)
-    return patient_view_recommendations(assessment, facts, settings)
+    return ()  # a hook the rules do not cover gets no advice rather than another hook's
 
 
 def spacing_for(current: tuple[MedicationFact, ...]) -> tuple[r.SpacingAdvice, ...]:
