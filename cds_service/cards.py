@@ -29,7 +29,7 @@ from cds_service.engine.facts import (
     Evidence,
     Facts,
 )
-from cds_service.engine.magnesium import UNKNOWN
+from cds_service.engine.magnesium import HIGH, LOW, SEVERE_LOW, UNKNOWN
 
 DRAFT_EXTENSION_KEY = "org.mgcds.draft-order"
 RECOMMENDATION_EXTENSION_KEY = "org.mgcds.recommendation"
@@ -142,7 +142,7 @@ ACTION_TEXT = {
     r.ORDER_SUPPLEMENT_CONTRAINDICATED: (
         "A magnesium supplement is contraindicated with eGFR below 30 or a high serum magnesium."
     ),
-    r.ORDER_SPACING: "Magnesium binds this drug in the gut: space the doses.",
+    r.ORDER_SPACING: ("Magnesium binds the interacting drug in the gut and lowers its absorption: space the doses."),
 }
 
 COMPONENT_TEXT = {
@@ -233,6 +233,11 @@ def _card(
 
 def _mg_figure(assessment: Assessment) -> str:
     serum, ionized = assessment.serum_mg, assessment.ionized_mg
+    # The figure that drives the deficiency rules (section 6): an abnormal serum first, then ionized.
+    if serum.value_mmol_l is not None and serum.category in (SEVERE_LOW, LOW, HIGH):
+        return f"serum Mg {serum.comparator or ''}{serum.value_mmol_l:.2f} mmol/L ({serum.category})"
+    if ionized.value_mmol_l is not None and ionized.category != UNKNOWN:
+        return f"ionized Mg {ionized.comparator or ''}{ionized.value_mmol_l:.2f} mmol/L ({ionized.category})"
     if serum.value_mmol_l is not None:
         return f"serum Mg {serum.comparator or ''}{serum.value_mmol_l:.2f} mmol/L ({serum.category})"
     if ionized.value_mmol_l is not None:

@@ -89,7 +89,14 @@ def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessmen
     femg = assess_femg(facts, now, settings, serum.category)
     mds = compute_mds(current, facts.medications_known, egfr, alcohol)
     other_names, other_evidence = other_risk_drug_names(current)
-    notes = (*facts.data_notes, *egfr.notes, *serum.notes, *ionized.notes, *alcohol.notes)
+    notes = (
+        *facts.data_notes,
+        *_availability_notes(facts),
+        *egfr.notes,
+        *serum.notes,
+        *ionized.notes,
+        *alcohol.notes,
+    )
     base = Assessment(
         now=now,
         mds=mds,
@@ -105,6 +112,20 @@ def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessmen
         notes=tuple(dict.fromkeys(notes)),
     )
     return replace(base, recommendations=recommend(base, facts, settings))
+
+
+def _availability_notes(facts: Facts) -> tuple[str, ...]:
+    """What could not be retrieved at all, and what that does to the conclusions."""
+    notes = []
+    if not facts.medications_known:
+        notes.append("medication lists could not be retrieved: each drug component of the MDS is 0-1")
+    if not facts.labs_known:
+        notes.append("laboratory results could not be retrieved: magnesium, eGFR and alcohol are unknown")
+    if not facts.conditions_known:
+        notes.append("conditions could not be retrieved: an alcohol use disorder diagnosis may be missed")
+    if not facts.orders_known:
+        notes.append("existing orders could not be retrieved: a suggested test may already be ordered")
+    return tuple(notes)
 
 
 def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:

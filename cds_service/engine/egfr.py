@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 
+from cds_service.engine import rounding
 from cds_service.engine.facts import EGFR, SERUM_CREATININE, Evidence, Facts
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.engine.windows import has_usable_value, select_newest
@@ -74,7 +74,7 @@ class EgfrResult:
 
 def round_half_up(value: float) -> int:
     """Round to the nearest integer, halves up (section 3), without binary-float surprises."""
-    return int(Decimal(repr(value)).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+    return int(rounding.round_half_up(value, 0))
 
 
 def age_in_years(birth_date: date, on: date) -> int:
@@ -164,6 +164,7 @@ def assess_egfr(facts: Facts, now: datetime, settings: ClinicalSettings) -> Egfr
         and has_usable_value(egfr_obs)
         and egfr_obs.value is not None
         and math.isfinite(egfr_obs.value)
+        and egfr_obs.value >= 0
     ):
         comparator = egfr_obs.comparator if egfr_obs.comparator in COMPARATORS else None
         return EgfrResult(

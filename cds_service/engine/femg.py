@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 
 from cds_service.engine.facts import (
     SERUM_CREATININE,
@@ -23,6 +22,7 @@ from cds_service.engine.facts import (
     LabResult,
 )
 from cds_service.engine.magnesium import LOW, SEVERE_LOW
+from cds_service.engine.rounding import round_half_up
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.engine.windows import has_usable_value, in_window
 
@@ -101,4 +101,4 @@ def _within(a: LabResult, b: LabResult) -> bool:
 
 
 def _round1(value: float) -> float:
-    return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+    return round_half_up(value, 1)

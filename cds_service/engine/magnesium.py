@@ -10,9 +10,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 
 from cds_service.engine.facts import IONIZED_MAGNESIUM, SERUM_MAGNESIUM, Evidence, Facts, LabResult
+from cds_service.engine.rounding import round_half_up
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.engine.windows import Selection, has_usable_value, select_newest
 
@@ -55,7 +55,7 @@ class MagnesiumResult:
 
 def round_mmol(value: float) -> float:
     """Round a mmol/L value to 2 decimals, halves up (section 2)."""
-    return float(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return round_half_up(value, 2)
 
 
 def serum_category(rounded_mmol_l: float) -> str:
@@ -108,7 +108,9 @@ def assess_ionized(facts: Facts, now: datetime, settings: ClinicalSettings) -> M
         current is not None
         and current.reference_low is not None
         and current.reference_high is not None
-        and current.reference_low < current.reference_high
+        and math.isfinite(current.reference_low)
+        and math.isfinite(current.reference_high)
+        and 0 <= current.reference_low < current.reference_high
     ):
         low, high, source = current.reference_low, current.reference_high, REFERENCE_FROM_OBSERVATION
     result = _interpret(selection, lambda rounded, comparator, _r: ionized_category(rounded, comparator, low, high))
@@ -133,7 +135,7 @@ def _interpret(selection: Selection, categorise: _Categoriser) -> MagnesiumResul
     current = selection.current
     if current is None:
         return MagnesiumResult(None, None, UNKNOWN, stale=stale, notes=selection.notes)
-    if not has_usable_value(current) or current.value is None or not math.isfinite(current.value):
+    if not has_usable_value(current) or current.value is None or not math.isfinite(current.value) or current.value < 0:
         return MagnesiumResult(
             None,
             None,

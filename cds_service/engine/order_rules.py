@@ -17,7 +17,6 @@ from cds_service.engine.facts import (
     MG_WASTING_OTHER,
     PROTON_PUMP_INHIBITOR,
     SERUM_MAGNESIUM,
-    Evidence,
     Facts,
     MedicationFact,
 )
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from cds_service.engine.assessment import Assessment
 
 DEPLETING_CLASSES = DIURETIC_CLASSES | {PROTON_PUMP_INHIBITOR, MG_WASTING_OTHER}
-OPEN_ORDER_STATUSES = frozenset({"active", "draft"})
 
 
 def concerned_drafts(facts: Facts) -> tuple[MedicationFact, ...]:
@@ -52,27 +50,17 @@ def order_recommendations(
     return tuple(out)
 
 
-def _mg_evidence(assessment: Assessment) -> tuple[Evidence, ...]:
-    return tuple(e for e in (assessment.serum_mg.evidence, assessment.ionized_mg.evidence) if e is not None)
-
-
-def _has_open_serum_order(facts: Facts) -> bool:
-    return any(o.concept == SERUM_MAGNESIUM and (o.is_draft or o.status in OPEN_ORDER_STATUSES) for o in facts.orders)
-
-
 def _for_draft(
     draft: MedicationFact, assessment: Assessment, facts: Facts, settings: ClinicalSettings
 ) -> list[r.Recommendation]:
-    from cds_service.engine.recommend import common_figures  # shared figures; recommend imports this module
-
     a = assessment
-    figures = (*common_figures(a), ("drug", draft_name(draft)))
+    figures = (*r.common_figures(a), ("drug", draft_name(draft)))
     serum = a.serum_mg.category
     out: list[r.Recommendation] = []
 
     if draft.classes & DEPLETING_CLASSES:
         suggestions: tuple[r.SuggestionSpec, ...] = ()
-        if serum == UNKNOWN and not _has_open_serum_order(facts):
+        if serum == UNKNOWN and not r.has_open_order(facts, SERUM_MAGNESIUM):
             suggestions = (
                 r.SuggestionSpec(
                     "order-serum-mg", (r.CreateServiceRequest(settings.serum_mg_test_loinc, SERUM_MAGNESIUM),)
@@ -85,7 +73,7 @@ def _for_draft(
                 figures,
                 concerned_draft=draft,
                 suggestions=suggestions,
-                evidence=(draft.evidence, *_mg_evidence(a)),
+                evidence=(draft.evidence, *r.mg_evidence(a)),
             )
         )
 
@@ -105,7 +93,7 @@ def _for_draft(
                     figures,
                     concerned_draft=draft,
                     suggestions=(r.SuggestionSpec("delete-draft", (delete,)),),
-                    evidence=(draft.evidence, *a.egfr.evidence, *_mg_evidence(a)),
+                    evidence=(draft.evidence, *a.egfr.evidence, *r.mg_evidence(a)),
                     qualifiers=qualifiers,
                 )
             )

@@ -16,10 +16,11 @@ from cds_service.engine.facts import (
     IONIZED_MAGNESIUM,
     MG_SALT_INORGANIC,
     MG_SALT_ORGANIC,
+    ORDER_SELECT,
+    ORDER_SIGN,
     PATIENT_VIEW,
     SERUM_CREATININE,
     SERUM_MAGNESIUM,
-    Evidence,
     Facts,
     MedicationFact,
 )
@@ -33,26 +34,16 @@ if TYPE_CHECKING:
 
 TEST_SERUM_MDS_MIN = 2  # clinical-rules.md section 7: test when mds.min >= 2
 TEST_IONIZED_MDS_MIN = 3  # clinical-rules.md section 7: serum normal with mds.min >= 3
-OPEN_ORDER_STATUSES = frozenset({"active", "draft"})
 CREATININE_LOINC = "2160-0"  # clinical-rules.md section 7
 
 
 def recommend(assessment: Assessment, facts: Facts, settings: ClinicalSettings) -> tuple[r.Recommendation, ...]:
     """Section 7 for patient-view, section 8 for the order hooks."""
-    if facts.hook != PATIENT_VIEW:
+    if facts.hook == PATIENT_VIEW:
+        return patient_view_recommendations(assessment, facts, settings)
+    if facts.hook in (ORDER_SELECT, ORDER_SIGN):
         return order_recommendations(assessment, facts, settings)
-    return patient_view_recommendations(assessment, facts, settings)
-
-
-def has_open_order(facts: Facts, concept: str) -> bool:
-    """Whether an active or draft ServiceRequest for ``concept`` exists."""
-    return any(o.concept == concept and (o.is_draft or o.status in OPEN_ORDER_STATUSES) for o in facts.orders)
-
-
-def mds_figure(assessment: Assessment) -> str:
-    """The MDS as shown in a summary: "3/5" or "2-4/5"."""
-    mds = assessment.mds
-    return f"{mds.min}/5" if mds.min == mds.max else f"{mds.min}-{mds.max}/5"
+    return ()  # a hook the rules do not cover gets no advice rather than another hook's
 
 
 def spacing_for(current: tuple[MedicationFact, ...]) -> tuple[r.SpacingAdvice, ...]:
@@ -65,39 +56,23 @@ def spacing_for(current: tuple[MedicationFact, ...]) -> tuple[r.SpacingAdvice, .
     return tuple(advice)
 
 
-def common_figures(assessment: Assessment) -> tuple[tuple[str, str], ...]:
-    """Key figures every card may show."""
-    figures = [("mds", mds_figure(assessment)), ("deficiency", assessment.deficiency)]
-    serum = assessment.serum_mg
-    if serum.value_mmol_l is not None:
-        figures.append(("serum_mg", f"{serum.comparator or ''}{serum.value_mmol_l:.2f}"))
-    figures.append(("serum_category", serum.category))
-    if assessment.egfr.value is not None:
-        figures.append(("egfr", f"{assessment.egfr.comparator or ''}{assessment.egfr.value}"))
-    return tuple(figures)
-
-
-def _mg_evidence(assessment: Assessment) -> tuple[Evidence, ...]:
-    return tuple(e for e in (assessment.serum_mg.evidence, assessment.ionized_mg.evidence) if e is not None)
-
-
 def patient_view_recommendations(
     assessment: Assessment, facts: Facts, settings: ClinicalSettings
 ) -> tuple[r.Recommendation, ...]:
     """The section 7 table, in its order."""
     a = assessment
     serum, ionized = a.serum_mg.category, a.ionized_mg.category
-    figures = common_figures(a)
+    figures = r.common_figures(a)
     out: list[r.Recommendation] = []
     orders_flag = () if facts.orders_known else ("orders-unknown",)
 
     if serum == SEVERE_LOW:
-        out.append(r.Recommendation(r.URGENT_EVALUATION, r.CRITICAL, figures, evidence=_mg_evidence(a)))
+        out.append(r.Recommendation(r.URGENT_EVALUATION, r.CRITICAL, figures, evidence=r.mg_evidence(a)))
 
     if (
         serum == UNKNOWN
         and (a.mds.min >= TEST_SERUM_MDS_MIN or a.other_risk_drugs)
-        and not has_open_order(facts, SERUM_MAGNESIUM)
+        and not r.has_open_order(facts, SERUM_MAGNESIUM)
     ):
         evidence = tuple(e for c in a.mds.components for e in c.evidence) + a.other_risk_evidence
         suggestion = r.SuggestionSpec(
@@ -117,7 +92,7 @@ def patient_view_recommendations(
     if (
         ionized == UNKNOWN
         and (serum == LOW_NORMAL or (serum == NORMAL and a.mds.min >= TEST_IONIZED_MDS_MIN))
-        and not has_open_order(facts, IONIZED_MAGNESIUM)
+        and not r.has_open_order(facts, IONIZED_MAGNESIUM)
     ):
         suggestion = r.SuggestionSpec(
             "order-ionized-mg", (r.CreateServiceRequest(settings.ionized_mg_test_loinc, IONIZED_MAGNESIUM),)
@@ -128,7 +103,7 @@ def patient_view_recommendations(
                 r.INFO,
                 figures,
                 suggestions=(suggestion,),
-                evidence=_mg_evidence(a),
+                evidence=r.mg_evidence(a),
                 qualifiers=orders_flag,
             )
         )
@@ -137,11 +112,11 @@ def patient_view_recommendations(
     below_30 = a.egfr.below_30
     egfr_known = a.egfr.source != SOURCE_NONE
 
-    if deficient and serum != SEVERE_LOW and not egfr_known and not has_open_order(facts, SERUM_CREATININE):
+    if deficient and serum != SEVERE_LOW and not egfr_known and not r.has_open_order(facts, SERUM_CREATININE):
         suggestion = r.SuggestionSpec("order-creatinine", (r.CreateServiceRequest(CREATININE_LOINC, SERUM_CREATININE),))
         out.append(
             r.Recommendation(
-                r.CHECK_RENAL_FUNCTION, r.INFO, figures, suggestions=(suggestion,), evidence=_mg_evidence(a)
+                r.CHECK_RENAL_FUNCTION, r.INFO, figures, suggestions=(suggestion,), evidence=r.mg_evidence(a)
             )
         )
 
@@ -154,7 +129,7 @@ def patient_view_recommendations(
                 r.SUPPLEMENT_RENAL_CAUTION,
                 r.WARNING,
                 figures,
-                evidence=a.egfr.evidence + _mg_evidence(a),
+                evidence=a.egfr.evidence + r.mg_evidence(a),
                 qualifiers=qualifiers,
             )
         )
@@ -176,7 +151,7 @@ def patient_view_recommendations(
                 concerned_draft=None,
                 suggestions=(_citrate_suggestion("switch-to-magnesium-citrate", settings),),
                 spacing=spacing,
-                evidence=tuple(m.evidence for m in inorganic) + _mg_evidence(a),
+                evidence=tuple(m.evidence for m in inorganic) + r.mg_evidence(a),
             )
         )
     elif deficient and serum != SEVERE_LOW and egfr_known and below_30 is False and not organic:
@@ -194,7 +169,7 @@ def patient_view_recommendations(
                 figures,
                 suggestions=suggestions,
                 spacing=spacing,
-                evidence=_mg_evidence(a) + a.egfr.evidence,
+                evidence=r.mg_evidence(a) + a.egfr.evidence,
                 qualifiers=meds_flag,
             )
         )
@@ -206,7 +181,7 @@ def patient_view_recommendations(
                 r.STOP_SUPPLEMENT,
                 r.WARNING,
                 (*figures, ("drug", supplements[0].display or ", ".join(supplements[0].ingredients))),
-                evidence=_mg_evidence(a) + tuple(m.evidence for m in supplements),
+                evidence=r.mg_evidence(a) + tuple(m.evidence for m in supplements),
             )
         )
     return tuple(out)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cds_service.engine.facts import Evidence, MedicationFact
+from cds_service.engine.facts import Evidence, Facts, MedicationFact
+
+if TYPE_CHECKING:
+    from cds_service.engine.assessment import Assessment
 
 # Recommendation codes (clinical-rules.md sections 7 and 8): the contract.
 URGENT_EVALUATION = "urgent-evaluation"
@@ -26,6 +30,8 @@ CRITICAL = "critical"
 # Organic salts offered by `supplement-organic`, in the order clinical-rules.md lists them.
 ORGANIC_SALTS = ("magnesium citrate", "magnesium glycinate", "magnesium lactate")
 SWITCH_TARGET_SALT = "magnesium citrate"  # clinical-rules.md sections 7 and 8
+# A ServiceRequest in these statuses (or a draft of this hook) means the test is already ordered (section 7).
+OPEN_ORDER_STATUSES = frozenset({"active", "draft"})
 
 
 @dataclass(frozen=True)
@@ -91,3 +97,31 @@ class Recommendation:
             if name == key:
                 return value
         return None
+
+
+def has_open_order(facts: Facts, concept: str) -> bool:
+    """Whether an active or draft ServiceRequest for ``concept`` exists."""
+    return any(o.concept == concept and (o.is_draft or o.status in OPEN_ORDER_STATUSES) for o in facts.orders)
+
+
+def mds_figure(assessment: Assessment) -> str:
+    """The MDS as shown in a summary: "3/5" or "2-4/5"."""
+    mds = assessment.mds
+    return f"{mds.min}/5" if mds.min == mds.max else f"{mds.min}-{mds.max}/5"
+
+
+def common_figures(assessment: Assessment) -> tuple[tuple[str, str], ...]:
+    """Key figures every card may show."""
+    figures = [("mds", mds_figure(assessment)), ("deficiency", assessment.deficiency)]
+    serum = assessment.serum_mg
+    if serum.value_mmol_l is not None:
+        figures.append(("serum_mg", f"{serum.comparator or ''}{serum.value_mmol_l:.2f}"))
+    figures.append(("serum_category", serum.category))
+    if assessment.egfr.value is not None:
+        figures.append(("egfr", f"{assessment.egfr.comparator or ''}{assessment.egfr.value}"))
+    return tuple(figures)
+
+
+def mg_evidence(assessment: Assessment) -> tuple[Evidence, ...]:
+    """The magnesium results behind a conclusion."""
+    return tuple(e for e in (assessment.serum_mg.evidence, assessment.ionized_mg.evidence) if e is not None)

@@ -84,7 +84,11 @@ def test_feedback_is_linked_to_the_call_that_issued_the_card(app: Flask, client:
         "card": card["uuid"],
         "outcome": "overridden",
         "overrideReason": {
-            "reason": {"system": "https://mgcds.example.org", "code": "patient-declined", "display": "Patient declined"},
+            "reason": {
+                "system": "https://mgcds.example.org",
+                "code": "patient-declined",
+                "display": "Patient declined",
+            },
             "userComment": "will test next visit",
         },
         "outcomeTimestamp": "2026-11-21T12:05:00Z",

@@ -107,7 +107,11 @@ def call(client: FlaskClient, request: dict[str, Any]) -> list[dict[str, Any]]:
         for suggestion in card.get("suggestions", ()):
             for action in suggestion["actions"]:
                 if action["type"] == "create":
-                    model = MedicationRequest if action["resource"]["resourceType"] == "MedicationRequest" else ServiceRequest
+                    model = (
+                        MedicationRequest
+                        if action["resource"]["resourceType"] == "MedicationRequest"
+                        else ServiceRequest
+                    )
                     model.model_validate(action["resource"])  # valid FHIR R4 (R4B reads R4)
                     assert action["resource"]["subject"]["reference"] == f"Patient/{PATIENT}"
     return cards
@@ -172,11 +176,15 @@ def test_draft_magnesium_oxide_is_switched_to_citrate_in_one_suggestion(client: 
 def test_draft_magnesium_citrate_with_egfr_25_is_contraindicated_with_delete(client: FlaskClient) -> None:
     draft = med_request("d-citrate", "Magnesium citrate 150 mg tablet", status="draft")
     cards = call(client, order_request("order-sign", [draft], observations=(egfr(25),)))
-    contraindicated = [c for c in cards if c["extension"]["org.mgcds.recommendation"] == "order-supplement-contraindicated"]
+    contraindicated = [
+        c for c in cards if c["extension"]["org.mgcds.recommendation"] == "order-supplement-contraindicated"
+    ]
     assert len(contraindicated) == 1
     assert contraindicated[0]["indicator"] == "warning"
     actions = contraindicated[0]["suggestions"][0]["actions"]
-    assert actions == [{"type": "delete", "description": actions[0]["description"], "resourceId": "MedicationRequest/d-citrate"}]
+    assert actions == [
+        {"type": "delete", "description": actions[0]["description"], "resourceId": "MedicationRequest/d-citrate"}
+    ]
 
 
 def test_draft_magnesium_citrate_while_doxycycline_is_active_needs_spacing(client: FlaskClient) -> None:
@@ -184,7 +192,9 @@ def test_draft_magnesium_citrate_while_doxycycline_is_active_needs_spacing(clien
     doxy = med_request("doxy", "Doxycycline hyclate 100 mg capsule", status="active")
     cards = call(
         client,
-        order_request("order-select", [draft], observations=(egfr(80), serum_mg(0.80, "mmol/L")), medication_requests=(doxy,)),
+        order_request(
+            "order-select", [draft], observations=(egfr(80), serum_mg(0.80, "mmol/L")), medication_requests=(doxy,)
+        ),
     )
     spacing = [c for c in cards if c["extension"]["org.mgcds.recommendation"] == "order-spacing"]
     assert len(spacing) == 1
@@ -196,7 +206,9 @@ def test_draft_doxycycline_while_magnesium_citrate_is_active_needs_spacing(clien
     citrate = med_request("mgc", "Magnesium citrate 150 mg tablet", status="active")
     cards = call(
         client,
-        order_request("order-select", [draft], observations=(egfr(80), serum_mg(0.80, "mmol/L")), medication_requests=(citrate,)),
+        order_request(
+            "order-select", [draft], observations=(egfr(80), serum_mg(0.80, "mmol/L")), medication_requests=(citrate,)
+        ),
     )
     assert codes(cards) == ["order-spacing"]
     assert "Doxycycline" in cards[0]["summary"]
@@ -221,7 +233,9 @@ def test_ppi_draft_not_selected_is_silent_at_select_and_flagged_at_sign(client: 
 
 def test_order_sign_does_not_repeat_the_card_order_select_showed(client: FlaskClient) -> None:
     draft = med_request("d-ome-2", "Omeprazole 20 mg capsule", status="draft", code="7646")
-    assert codes(call(client, order_request("order-select", [draft], observations=(egfr(95),)))) == ["order-depletes-mg"]
+    assert codes(call(client, order_request("order-select", [draft], observations=(egfr(95),)))) == [
+        "order-depletes-mg"
+    ]
     assert call(client, order_request("order-sign", [draft], observations=(egfr(95),))) == []
     other = med_request("d-ome-3", "Omeprazole 20 mg capsule", status="draft", code="7646")
     assert codes(call(client, order_request("order-sign", [other], observations=(egfr(95),)))) == ["order-depletes-mg"]

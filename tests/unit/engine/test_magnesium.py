@@ -146,3 +146,10 @@ def test_result_without_time_or_after_now_is_not_used() -> None:
     assert assess_serum(facts(labs=(untimed,)), NOW, SETTINGS).category == "unknown"
     future = lab("serum-magnesium", 0.6, days_ago=-1)
     assert assess_serum(facts(labs=(future,)), NOW, SETTINGS).category == "unknown"
+
+
+def test_negative_or_huge_values_do_not_crash_or_read_as_low() -> None:
+    negative = assess_serum(facts(labs=(lab("serum-magnesium", -0.3),)), NOW, SETTINGS)
+    assert (negative.category, negative.value_mmol_l) == ("unknown", None)
+    huge = assess_serum(facts(labs=(lab("serum-magnesium", 1e300),)), NOW, SETTINGS)
+    assert huge.category == "high"

@@ -139,3 +139,10 @@ def test_active_alcohol_condition_is_heavy_and_inactive_or_refuted_is_not_eviden
 def test_alcohol_window_is_365_days() -> None:
     old = facts(labs=(lab("alcohol-drinks-per-day", 5, days_ago=366),))
     assert assess_alcohol(old, NOW, SETTINGS).heavy is None
+
+
+def test_unretrieved_lists_are_named_in_the_notes() -> None:
+    unreachable = ("medicationRequests: FHIR server unreachable",)
+    a = assess(facts(medications_known=False, data_notes=unreachable), NOW, SETTINGS)
+    assert a.notes[0] == "medicationRequests: FHIR server unreachable"
+    assert any("medication lists could not be retrieved" in n for n in a.notes)

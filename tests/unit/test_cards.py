@@ -1,0 +1,265 @@
+"""Cards: CDS Hooks 2.0 shape, FHIR R4 suggestions, summaries, escaping of EHR text."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from hypothesis import given, settings
+
+from cds_service.cards import CardBuildError, build_cards, medication_request
+from cds_service.engine import recommendation as r
+from cds_service.engine.assessment import assess
+from cds_service.engine.facts import Facts
+from cds_service.engine.settings import ClinicalSettings
+from tests.unit.engine.builders import NOW, facts, lab, med
+from tests.unit.engine.strategies import any_facts
+
+SETTINGS = ClinicalSettings()
+SOURCE_URL = "https://mgcds.example.org/docs"
+INDICATORS = {"info", "warning", "critical"}
+OVERRIDE_CODES = {
+    "already-addressed",
+    "recent-result-elsewhere",
+    "patient-declined",
+    "not-clinically-relevant",
+}
+RESOURCE_MODELS: dict[str, Any] = {"ServiceRequest": ServiceRequest, "MedicationRequest": MedicationRequest}
+
+
+@pytest.fixture
+def id_factory() -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
+
+
+def _no_empty(value: Any, where: str = "card") -> None:
+    assert value is not None, where
+    assert value not in ("", [], {}), where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_empty(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _no_empty(item, f"{where}[{i}]")
+
+
+def check_card(card: dict[str, Any]) -> None:
+    """CDS Hooks 2.0 card rules we rely on (spec "Card Attributes"), independent of cards.py."""
+    _no_empty(card)
+    assert isinstance(card["uuid"], str)
+    assert isinstance(card["summary"], str)
+    assert len(card["summary"]) < 140
+    assert card["indicator"] in INDICATORS
+    assert set(card["source"]) >= {"label"}
+    assert isinstance(card["detail"], str)
+    assert set(card["extension"]) == {"org.mgcds.recommendation"}
+    assert {c["code"] for c in card["overrideReasons"]} == OVERRIDE_CODES
+    for coding in card["overrideReasons"]:
+        assert set(coding) >= {"code", "system", "display"}
+    for link in card.get("links", []):
+        assert link["type"] == "absolute"
+        assert link["url"].startswith("https://doi.org/")
+    if "suggestions" in card:
+        assert card["selectionBehavior"] == "at-most-one"
+    for suggestion in card.get("suggestions", []):
+        assert isinstance(suggestion["label"], str)
+        assert isinstance(suggestion["uuid"], str)
+        for action in suggestion["actions"]:
+            assert action["type"] in {"create", "delete"}
+            assert isinstance(action["description"], str)
+            if action["type"] == "create":
+                resource = action["resource"]
+                RESOURCE_MODELS[resource["resourceType"]].model_validate(resource)
+                assert resource["status"] == "draft"
+                assert resource["intent"] == "order"
+                assert resource["subject"] == {"reference": "Patient/p1"}
+            else:
+                assert action["resourceId"].startswith("MedicationRequest/")
+
+
+def _cards(f: Facts, id_factory: Callable[[], str]) -> list[dict[str, Any]]:
+    a = assess(f, NOW, SETTINGS)
+    cards = build_cards(a.recommendations, a, f, source_url=SOURCE_URL, id_factory=id_factory)
+    for card in cards:
+        check_card(card)
+    return cards
+
+
+PPI = med("omeprazole", "proton-pump-inhibitor")
+LOOP = med("furosemide", "loop-diuretic")
+
+# One scenario per recommendation code (inputs as in engine/test_recommend.py and test_order_rules.py).
+SCENARIOS: dict[str, tuple[Facts, str]] = {
+    r.URGENT_EVALUATION: (facts(labs=(lab("serum-magnesium", 0.45),)), "0.45"),
+    r.TEST_SERUM_MG: (
+        facts(labs=(lab("egfr", 95), lab("alcohol-drinks-per-day", 0)), meds=(PPI, LOOP)),
+        "MDS 2/5",
+    ),
+    r.TEST_IONIZED_MG: (facts(labs=(lab("serum-magnesium", 0.75), lab("egfr", 95))), "0.75"),
+    r.CHECK_RENAL_FUNCTION: (facts(labs=(lab("serum-magnesium", 0.6),)), "likely"),
+    r.SUPPLEMENT_RENAL_CAUTION: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 25))), "eGFR 25"),
+    r.SUPPLEMENT_ORGANIC: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45))), "300 mg/day"),
+    r.SWITCH_TO_ORGANIC: (
+        facts(
+            labs=(lab("serum-magnesium", 0.6), lab("egfr", 45)),
+            meds=(med("magnesium oxide", "mg-salt-inorganic"),),
+        ),
+        "Magnesium oxide",
+    ),
+    r.STOP_SUPPLEMENT: (
+        facts(
+            labs=(lab("serum-magnesium", 1.2), lab("egfr", 95)),
+            meds=(med("magnesium citrate", "mg-salt-organic"),),
+        ),
+        "1.20",
+    ),
+    r.ORDER_DEPLETES_MG: (
+        facts(
+            hook="order-select",
+            meds=(med("omeprazole", "proton-pump-inhibitor", draft=True, concerned=True),),
+        ),
+        "Omeprazole",
+    ),
+    r.ORDER_SUPPLEMENT_CONTRAINDICATED: (
+        facts(
+            hook="order-sign",
+            labs=(lab("egfr", 25),),
+            meds=(med("magnesium citrate", "mg-salt-organic", draft=True, concerned=True, rid="mc1"),),
+        ),
+        "Magnesium citrate",
+    ),
+    r.ORDER_SPACING: (
+        facts(
+            hook="order-select",
+            labs=(lab("egfr", 95),),
+            meds=(
+                med("magnesium citrate", "mg-salt-organic", draft=True, concerned=True),
+                med("doxycycline", "interacts-tetracycline"),
+            ),
+        ),
+        "Magnesium citrate",
+    ),
+}
+
+
+@pytest.mark.parametrize("code", sorted(SCENARIOS))
+def test_every_recommendation_gives_a_valid_card_with_its_key_figure(code: str, id_factory: Callable[[], str]) -> None:
+    f, figure = SCENARIOS[code]
+    cards = [c for c in _cards(f, id_factory) if c["extension"]["org.mgcds.recommendation"] == code]
+    assert len(cards) == 1
+    assert figure in cards[0]["summary"]
+
+
+def test_uuids_are_unique(id_factory: Callable[[], str]) -> None:
+    cards = _cards(SCENARIOS[r.SUPPLEMENT_ORGANIC][0], id_factory)
+    ids = [cards[0]["uuid"]] + [s["uuid"] for s in cards[0]["suggestions"]]
+    assert len(ids) == len(set(ids)) == 4
+
+
+def test_service_request_suggestion_content(id_factory: Callable[[], str]) -> None:
+    (card,) = _cards(SCENARIOS[r.TEST_SERUM_MG][0], id_factory)
+    resource = card["suggestions"][0]["actions"][0]["resource"]
+    assert resource["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "19123-9",
+        "display": "Magnesium [Mass/volume] in Serum or Plasma",
+    }
+    assert resource["encounter"] == {"reference": "Encounter/e1"}
+
+
+def test_medication_request_divides_the_daily_dose() -> None:
+    resource = medication_request(r.CreateMedicationRequest("magnesium citrate", 300), "p1", None)
+    dosage = resource["dosageInstruction"][0]
+    assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 150
+    assert dosage["timing"]["repeat"] == {"frequency": 2, "period": 1, "periodUnit": "d"}
+    assert "300 mg elemental magnesium per day" in dosage["text"]
+    assert "encounter" not in resource
+
+
+def test_switch_is_one_suggestion_with_delete_and_create(id_factory: Callable[[], str]) -> None:
+    oxide = med("magnesium oxide", "mg-salt-inorganic", draft=True, concerned=True, rid="mo1")
+    f = facts(hook="order-select", meds=(oxide,))
+    (card,) = _cards(f, id_factory)
+    (suggestion,) = card["suggestions"]
+    assert [a["type"] for a in suggestion["actions"]] == ["delete", "create"]
+    assert suggestion["actions"][0]["resourceId"] == "MedicationRequest/mo1"
+    assert suggestion["actions"][1]["resource"]["medicationCodeableConcept"] == {"text": "Magnesium citrate"}
+
+
+def test_contraindicated_card_deletes_the_draft(id_factory: Callable[[], str]) -> None:
+    (card,) = _cards(SCENARIOS[r.ORDER_SUPPLEMENT_CONTRAINDICATED][0], id_factory)
+    assert card["suggestions"][0]["actions"] == [
+        {"type": "delete", "description": "Remove the draft order", "resourceId": "MedicationRequest/mc1"}
+    ]
+
+
+def test_detail_shows_evidence_unknowns_and_sources(id_factory: Callable[[], str]) -> None:
+    f = facts(
+        labs=(lab("egfr", 95), lab("alcohol-drinks-per-day", 0)),
+        meds=(PPI, LOOP),
+        data_notes=("medicationRequests: FHIR server unreachable",),
+    )
+    (card,) = _cards(f, id_factory)
+    detail = card["detail"]
+    assert "Proton pump inhibitor: 1 (present)" in detail
+    assert PPI.resource_id.replace("-", "\\-") in detail  # ids are markdown-escaped like all EHR text
+    assert "FHIR server unreachable" in detail
+    assert "https://doi.org/10.1093/jn/nxab138" in detail
+    assert "as reported by the laboratory" in detail
+
+
+def test_spacing_advice_in_detail(id_factory: Callable[[], str]) -> None:
+    (card,) = _cards(SCENARIOS[r.ORDER_SPACING][0], id_factory)
+    assert "2-3 hours apart" in card["detail"]
+
+
+INJECTION = "**Bold** <script>alert(1)</script> [click](https://evil.example) _x_ `code` # title"
+
+
+def test_markdown_and_html_injection_in_drug_display_is_escaped(id_factory: Callable[[], str]) -> None:
+    draft = med("omeprazole", "proton-pump-inhibitor", draft=True, concerned=True)
+    draft = type(draft)(**{**draft.__dict__, "display": INJECTION})
+    (card,) = _cards(facts(hook="order-select", meds=(draft,)), id_factory)
+    detail, summary = card["detail"], card["summary"]
+    for raw in ("<script>", "**Bold**", "[click](", "`code`", "_x_"):
+        assert raw not in detail
+        assert raw not in summary
+    assert "&lt;script&gt;" in detail
+    assert "<" not in summary
+
+
+def test_without_patient_id_no_create_suggestions(id_factory: Callable[[], str]) -> None:
+    f = Facts(**{**SCENARIOS[r.TEST_SERUM_MG][0].__dict__, "patient_id": None})
+    a = assess(f, NOW, SETTINGS)
+    (card,) = build_cards(a.recommendations, a, f, source_url=SOURCE_URL, id_factory=id_factory)
+    assert "suggestions" not in card
+    assert "selectionBehavior" not in card
+
+
+def test_invalid_suggestion_resource_is_our_bug() -> None:
+    with pytest.raises(CardBuildError):
+        medication_request(r.CreateMedicationRequest("magnesium citrate", 300, doses_per_day=-2), "p1", None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(any_facts())
+def test_cards_for_any_facts_are_valid(f: Facts) -> None:
+    counter = itertools.count(1)
+    a = assess(f, NOW, SETTINGS)
+    cards = build_cards(a.recommendations, a, f, source_url=SOURCE_URL, id_factory=lambda: f"id-{next(counter)}")
+    assert len(cards) == len(a.recommendations)
+    for card in cards:
+        check_card(card)
+
+
+def test_summary_shows_the_ionized_figure_when_it_drives_the_deficiency(
+    id_factory: Callable[[], str],
+) -> None:
+    f = facts(labs=(lab("serum-magnesium", 0.9), lab("ionized-magnesium", 0.40), lab("egfr", 80)))
+    (card,) = _cards(f, id_factory)
+    assert "ionized Mg 0.40 mmol/L (low)" in card["summary"]
