@@ -5,6 +5,7 @@ Expected codes and indicators come from the rules' table in section 8, applied b
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -260,12 +261,9 @@ def test_stu3_and_dstu2_drafts_are_skipped_not_fatal(client: FlaskClient) -> Non
 
 def test_order_examples_through_mgcds_evaluate() -> None:
     for hook, expected in (("order-select", "order-depletes-mg"), ("order-sign", "switch-to-organic")):
-        result = subprocess.run(
-            [sys.executable, "-m", "cds_service.cli", "evaluate", "--hook", hook, "--json", "--now", "2026-11-21T12:00:00Z",
-             "--request", str(PROJECT_ROOT / "examples" / f"{hook}-request.json")],
-            capture_output=True, text=True, check=False, cwd=PROJECT_ROOT, timeout=120,
-        )  # fmt: skip
+        example = str(PROJECT_ROOT / "examples" / f"{hook}-request.json")
+        command = [sys.executable, "-m", "cds_service.cli", "evaluate", "--hook", hook, "--json", "--request", example]
+        command += ["--now", "2026-11-21T12:00:00Z"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT, timeout=120)
         assert result.returncode == 0, result.stderr
-        import json
-
         assert json.loads(result.stdout)["assessment"]["recommendations"] == [expected]

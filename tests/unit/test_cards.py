@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -57,7 +58,10 @@ def check_card(card: dict[str, Any]) -> None:
     assert card["indicator"] in INDICATORS
     assert set(card["source"]) >= {"label"}
     assert isinstance(card["detail"], str)
-    assert set(card["extension"]) == {"org.mgcds.recommendation"}
+    assert "org.mgcds.recommendation" in card["extension"]
+    assert set(card["extension"]) <= {"org.mgcds.recommendation", "org.mgcds.draft-order"}
+    if "org.mgcds.draft-order" in card["extension"]:
+        assert re.fullmatch(r"(MedicationRequest|ServiceRequest)/.+", card["extension"]["org.mgcds.draft-order"])
     assert {c["code"] for c in card["overrideReasons"]} == OVERRIDE_CODES
     for coding in card["overrideReasons"]:
         assert set(coding) >= {"code", "system", "display"}
