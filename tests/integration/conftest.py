@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from tests.conftest import DATA_DIR, SHARED_DIR
+from tests.integration.fault_proxy import FaultProxy
 
 FHIR_SERVER_DIR = Path(__file__).resolve().parent / "fhir_server"
 LOCK_FILE = FHIR_SERVER_DIR / "package-lock.json"
@@ -245,3 +246,10 @@ def synthea_patients(fhir_server: FhirTestServer) -> dict[str, str]:
         path.name: fhir_server.patient_id(fhir_server.load_bundle(path))
         for path in sorted(SYNTHEA_DIR.glob("*.json"))
     }
+
+
+@pytest.fixture
+def fault_proxy(fhir_server: FhirTestServer) -> Iterator[FaultProxy]:
+    """A fresh fault proxy in front of the real FHIR server (no rules: it forwards until told otherwise)."""
+    with FaultProxy(upstream=fhir_server.base_url) as proxy:
+        yield proxy
