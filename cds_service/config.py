@@ -52,7 +52,7 @@ class Settings:
     fhir_max_concurrency: int = 8
     fhir_max_entries: int = 5000
     # Security
-    trusted_issuers_path: Path | None = None
+    trusted_issuers: Path | None = None
     jwt_algorithms: tuple[str, ...] = ("ES384", "RS384")
     jwt_clock_skew_seconds: int = 60
     jwks_cache_ttl_seconds: int = 300
