@@ -157,6 +157,18 @@ def draft_orders_bundle(orders: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": dict(o)} for o in orders]}
 
 
+# Order resources whose patient element is called `patient` rather than `subject` (FHIR R4).
+_PATIENT_ELEMENT = {"NutritionOrder": "patient", "VisionPrescription": "patient"}
+
+
+def assign_to_patient(order: Mapping[str, Any], patient_id: str) -> dict[str, Any]:
+    """The draft with its patient reference set to the context's patient when the file leaves it out."""
+    element = _PATIENT_ELEMENT.get(str(order.get("resourceType")), "subject")
+    if element in order:
+        return dict(order)
+    return {**order, element: {"reference": f"Patient/{patient_id}"}}
+
+
 def build_context(
     hook: str,
     patient_id: str,
@@ -172,6 +184,8 @@ def build_context(
     if hook in ORDER_HOOKS:
         if not draft_orders:
             raise InvokeError(f"{hook} needs at least one --draft-order file")
+        # An EHR's drafts always belong to the patient in context; draft files may leave the reference out.
+        draft_orders = [assign_to_patient(order, patient_id) for order in draft_orders]
         context["draftOrders"] = draft_orders_bundle(draft_orders)
     if hook == "order-select":
         known = {f"{o['resourceType']}/{o['id']}" for o in draft_orders}

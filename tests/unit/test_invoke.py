@@ -98,6 +98,19 @@ def test_order_select_selects_every_draft_by_default_and_rejects_unknown_selecti
         build_context("order-sign", "p", "Practitioner/x")
 
 
+def test_drafts_without_a_patient_reference_get_the_context_patient() -> None:
+    drafts = [
+        {"resourceType": "MedicationRequest", "id": "a"},
+        {"resourceType": "NutritionOrder", "id": "b"},
+        {"resourceType": "ServiceRequest", "id": "c", "subject": {"reference": "Patient/other"}},
+    ]
+    entries = build_context("order-sign", "p1", "Practitioner/x", drafts)["draftOrders"]["entry"]
+    assert entries[0]["resource"]["subject"] == {"reference": "Patient/p1"}
+    assert entries[1]["resource"]["patient"] == {"reference": "Patient/p1"}
+    # A reference the file gives is kept as it is (a mismatch is the service's to reject).
+    assert entries[2]["resource"]["subject"] == {"reference": "Patient/other"}
+
+
 def test_patient_view_context_has_only_user_and_patient() -> None:
     assert build_context("patient-view", "123", "Practitioner/example") == {
         "userId": "Practitioner/example",
