@@ -1,0 +1,533 @@
+"""`mgcds invoke`: an EHR simulator for integrators (CDS Hooks 2.0 client side).
+
+It does what an EHR does when a hook fires: reads the service's discovery document, fills the service's
+prefetch templates against the FHIR server (optional), builds the hook request with ``fhirAuthorization``,
+signs the CDS Hooks JWT when given a private key, calls the service, prints the cards, and can send feedback.
+
+Spec: https://cds-hooks.hl7.org/2.0/ ("Discovery", "Prefetch tokens", "Calling a CDS Service", "Trusting CDS
+Clients", "Feedback"). The pure helpers (template filling, request and JWT building, card formatting) take
+explicit arguments so they are unit-testable; only :func:`run` talks to the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jwt
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from cds_service.errors import MgCDSError
+
+HOOKS = ("patient-view", "order-select", "order-sign")
+ORDER_HOOKS = ("order-select", "order-sign")
+DEFAULT_USER_ID = "Practitioner/example"
+DEFAULT_CLIENT_ID = "mgcds-invoke"
+# CDS Hooks 2.0 "Trusting CDS Clients": the JWT SHOULD expire within 5 minutes.
+JWT_LIFETIME = timedelta(minutes=5)
+ACCESS_TOKEN_LIFETIME_SECONDS = 300
+FHIR_SCOPE = "patient/*.read"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+FHIR_JSON = "application/fhir+json"
+RECOMMENDATION_KEY = "org.mgcds.recommendation"
+_TOKEN = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+# CDS Hooks 2.0 "Prefetch tokens": user tokens resolve to the id part of context.userId of that resource type.
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+
+class InvokeError(MgCDSError):
+    """A failure of `mgcds invoke`, shown as one line (bad input, unreachable or failing service)."""
+
+
+class UnfillableTemplate(InvokeError):
+    """A prefetch template uses a token this request cannot fill; the EHR then does not send that key."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Prefetch templates
+
+
+def fill_prefetch_template(template: str, context: Mapping[str, Any]) -> str:
+    """Replace the CDS Hooks prefetch tokens in ``template`` from the hook ``context``.
+
+    ``{{context.<field>}}`` takes a primitive context field (URL-encoded); ``{{userPractitionerId}}`` and its
+    siblings take the id of ``context.userId`` when it is of that type; anything else: UnfillableTemplate.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(1)
+        if token.startswith("context."):
+            value = context.get(token.removeprefix("context."))
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return quote(str(value), safe="/")
+            raise UnfillableTemplate(f"prefetch token {{{{{token}}}}} has no primitive value in the context")
+        if token in _USER_TOKENS:
+            resource_type, _, user_id = str(context.get("userId", "")).partition("/")
+            if resource_type == _USER_TOKENS[token] and user_id:
+                return quote(user_id, safe="")
+            raise UnfillableTemplate(
+                f"prefetch token {{{{{token}}}}}: the user is not a {_USER_TOKENS[token]}"
+            )
+        raise UnfillableTemplate(f"unknown prefetch token {{{{{token}}}}}")
+
+    return _TOKEN.sub(replace, template)
+
+
+def fetch_prefetch(
+    session: requests.Session,
+    fhir_server: str,
+    templates: Mapping[str, str],
+    context: Mapping[str, Any],
+    token: str | None,
+    timeout: float,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Fill and run every prefetch template; return (prefetch, {key: why it was left out})."""
+    headers = {"Accept": FHIR_JSON}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    prefetch: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    for key, template in templates.items():
+        try:
+            query = fill_prefetch_template(template, context)
+        except UnfillableTemplate as exc:
+            missing[key] = str(exc)
+            continue
+        # Fail open, like an EHR: a failed query is left out of the prefetch so the service fetches it itself.
+        try:
+            response = session.get(
+                f"{fhir_server.rstrip('/')}/{query.lstrip('/')}", headers=headers, timeout=timeout
+            )
+        except requests.RequestException as exc:
+            missing[key] = f"FHIR server unreachable ({type(exc).__name__})"
+            continue
+        if not response.ok:
+            missing[key] = f"FHIR server answered HTTP {response.status_code}"
+            continue
+        try:
+            prefetch[key] = response.json()
+        except ValueError:
+            missing[key] = "FHIR server answered with something that is not JSON"
+    return prefetch, missing
+
+
+# ----------------------------------------------------------------------------------------------------
+# Draft orders and the hook request
+
+
+def load_draft_orders(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Read draft order files (a resource or a Bundle each); give every resource an id if it has none."""
+    orders: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvokeError(f"cannot read draft order file {path}: {exc}") from exc
+        if not isinstance(content, dict) or not isinstance(content.get("resourceType"), str):
+            raise InvokeError(f"draft order file {path} is not a FHIR resource (no resourceType)")
+        if content["resourceType"] == "Bundle":
+            resources = [entry.get("resource") for entry in content.get("entry", [])]
+        else:
+            resources = [content]
+        for resource in resources:
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                raise InvokeError(f"draft order file {path} holds an entry that is not a FHIR resource")
+            orders.append({**resource, "id": resource.get("id") or str(uuid.uuid4())})
+    return orders
+
+
+def draft_orders_bundle(orders: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``context.draftOrders``: a collection Bundle of the draft resources."""
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": dict(o)} for o in orders]}
+
+
+# Order resources whose patient element is called `patient` rather than `subject` (FHIR R4).
+_PATIENT_ELEMENT = {"NutritionOrder": "patient", "VisionPrescription": "patient"}
+
+
+def assign_to_patient(order: Mapping[str, Any], patient_id: str) -> dict[str, Any]:
+    """The draft with its patient reference set to the context's patient when the file leaves it out."""
+    element = _PATIENT_ELEMENT.get(str(order.get("resourceType")), "subject")
+    if element in order:
+        return dict(order)
+    return {**order, element: {"reference": f"Patient/{patient_id}"}}
+
+
+def build_context(
+    hook: str,
+    patient_id: str,
+    user_id: str,
+    draft_orders: Sequence[Mapping[str, Any]] = (),
+    selections: Sequence[str] = (),
+    encounter_id: str | None = None,
+) -> dict[str, Any]:
+    """The hook's ``context`` (patient-view, order-select, order-sign as in the CDS Hooks hook library)."""
+    context: dict[str, Any] = {"userId": user_id, "patientId": patient_id}
+    if encounter_id:
+        context["encounterId"] = encounter_id
+    if hook in ORDER_HOOKS:
+        if not draft_orders:
+            raise InvokeError(f"{hook} needs at least one --draft-order file")
+        # An EHR's drafts always belong to the patient in context; draft files may leave the reference out.
+        draft_orders = [assign_to_patient(order, patient_id) for order in draft_orders]
+        context["draftOrders"] = draft_orders_bundle(draft_orders)
+    if hook == "order-select":
+        known = {f"{o['resourceType']}/{o['id']}" for o in draft_orders}
+        chosen = list(selections) or sorted(known)
+        unknown = [s for s in chosen if s not in known]
+        if unknown:
+            raise InvokeError(
+                f"--selection {', '.join(unknown)} is not among the draft orders ({', '.join(known)})"
+            )
+        context["selections"] = chosen
+    elif selections:
+        raise InvokeError("--selection only applies to --hook order-select")
+    return context
+
+
+def build_hook_request(
+    hook: str,
+    context: Mapping[str, Any],
+    fhir_server: str | None,
+    token: str | None = None,
+    client_id: str = DEFAULT_CLIENT_ID,
+    prefetch: Mapping[str, Any] | None = None,
+    hook_instance: str | None = None,
+) -> dict[str, Any]:
+    """A CDS Hooks 2.0 request body; ``fhirAuthorization`` only when there is a token to hand over."""
+    request: dict[str, Any] = {
+        "hook": hook,
+        "hookInstance": hook_instance or str(uuid.uuid4()),
+        "context": dict(context),
+    }
+    if fhir_server:
+        request["fhirServer"] = fhir_server
+    if fhir_server and token:
+        request["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_LIFETIME_SECONDS,
+            "scope": FHIR_SCOPE,
+            "subject": client_id,
+            "patient": context.get("patientId"),
+        }
+    if prefetch:
+        request["prefetch"] = dict(prefetch)
+    return request
+
+
+# ----------------------------------------------------------------------------------------------------
+# The CDS Hooks JWT
+
+
+def load_signing_key(pem: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    """Read a PEM private key (EC or RSA, unencrypted)."""
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvokeError(f"cannot read the signing key: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise InvokeError("the signing key must be an EC or RSA private key")
+    return key
+
+
+def signing_algorithm(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
+    """ES384 for a P-384 key, ES256 for P-256, RS384 for RSA (the spec recommends ES384 and RS384)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS384"
+    curves = {"secp384r1": "ES384", "secp256r1": "ES256"}
+    if key.curve.name not in curves:
+        raise InvokeError(f"EC curve {key.curve.name} is not supported: use P-384 (ES384) or P-256 (ES256)")
+    return curves[key.curve.name]
+
+
+def sign_cds_jwt(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    issuer: str,
+    kid: str,
+    audience: str,
+    now: datetime,
+    jku: str | None = None,
+) -> str:
+    """The CDS Hooks JWT for one call: iss, sub (= iss), aud (endpoint URL), iat, exp (+5 min), jti; kid."""
+    headers: dict[str, Any] = {"kid": kid, "typ": "JWT"}
+    if jku:
+        headers["jku"] = jku
+    claims = {
+        "iss": issuer,
+        "sub": issuer,
+        "aud": audience,
+        "iat": int(now.timestamp()),
+        "exp": int((now + JWT_LIFETIME).timestamp()),
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode(claims, key, algorithm=signing_algorithm(key), headers=headers)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Discovery, cards, feedback
+
+
+def service_base(service_url: str) -> str:
+    """The service's base URL, accepting it with or without a trailing ``/cds-services``."""
+    return service_url.rstrip("/").removesuffix("/cds-services")
+
+
+def pick_service(discovery: Mapping[str, Any], hook: str, service_id: str | None) -> dict[str, Any]:
+    """The discovery entry to call: the one with ``service_id``, else the only one for ``hook``."""
+    services = discovery.get("services")
+    if not isinstance(services, list):
+        raise InvokeError("the discovery document has no services list")
+    if service_id:
+        for service in services:
+            if isinstance(service, dict) and service.get("id") == service_id:
+                if service.get("hook") != hook:
+                    raise InvokeError(f"service {service_id} is for hook {service.get('hook')}, not {hook}")
+                return service
+        raise InvokeError(f"no service with id {service_id} in the discovery document")
+    matching = [s for s in services if isinstance(s, dict) and s.get("hook") == hook]
+    if len(matching) != 1:
+        ids = ", ".join(str(s.get("id")) for s in matching) or "none"
+        raise InvokeError(f"{len(matching)} services for hook {hook} ({ids}): choose one with --service-id")
+    return matching[0]
+
+
+def format_cards(response: Mapping[str, Any]) -> str:
+    """The cards as text: number, indicator, summary, recommendation, source, detail, suggestions."""
+    cards = response.get("cards") or []
+    if not cards:
+        return "No cards."
+    lines: list[str] = []
+    for number, card in enumerate(cards, start=1):
+        lines.append(f"{number}. [{str(card.get('indicator', '?')).upper()}] {card.get('summary', '')}")
+        code = (card.get("extension") or {}).get(RECOMMENDATION_KEY)
+        if code:
+            lines.append(f"   recommendation: {code}")
+        source = card.get("source") or {}
+        if source.get("label"):
+            lines.append(
+                f"   source: {source['label']}" + (f" <{source['url']}>" if source.get("url") else "")
+            )
+        if card.get("detail"):
+            wrapped = [
+                textwrap.fill(paragraph, width=100, initial_indent="   ", subsequent_indent="   ")
+                for paragraph in str(card["detail"]).splitlines()
+                if paragraph.strip()
+            ]
+            lines.extend(wrapped)
+        suggestions = card.get("suggestions") or []
+        if suggestions:
+            behavior = card.get("selectionBehavior")
+            lines.append("   suggestions" + (f" ({behavior})" if behavior else "") + ":")
+            lines.extend(f"   - {s.get('label', '')}" for s in suggestions)
+        reasons = card.get("overrideReasons") or []
+        if reasons:
+            lines.append("   override reasons: " + ", ".join(str(r.get("code")) for r in reasons))
+        lines.append(f"   uuid: {card.get('uuid', '')}")
+    return "\n".join(lines)
+
+
+def build_feedback(
+    card: Mapping[str, Any], outcome: str, now: datetime, override_reason: str | None = None
+) -> dict[str, Any]:
+    """A feedback body for one card: accepted (its first suggestion) or overridden (with a reason)."""
+    if not card.get("uuid"):
+        raise InvokeError("the card has no uuid, so no feedback can be sent for it")
+    item: dict[str, Any] = {
+        "card": card["uuid"],
+        "outcome": outcome,
+        "outcomeTimestamp": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if outcome == "accepted":
+        suggestions = [s for s in card.get("suggestions") or [] if s.get("uuid")]
+        if not suggestions:
+            raise InvokeError("the card has no suggestion with a uuid to accept: use --feedback overridden")
+        item["acceptedSuggestions"] = [{"id": suggestions[0]["uuid"]}]
+    elif override_reason:
+        offered = {r.get("code"): r for r in card.get("overrideReasons") or []}
+        if override_reason not in offered:
+            raise InvokeError(
+                f"the card offers no override reason {override_reason} (offered: {', '.join(offered)})"
+            )
+        item["overrideReason"] = {
+            "reason": {k: v for k, v in offered[override_reason].items() if v is not None}
+        }
+    return {"feedback": [item]}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The command
+
+
+def _post_json(
+    session: requests.Session, url: str, body: Mapping[str, Any], authorization: str | None, timeout: float
+) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if authorization:
+        headers["Authorization"] = f"Bearer {authorization}"
+    try:
+        response = session.post(url, json=body, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise InvokeError(f"cannot reach {url}: {type(exc).__name__}") from exc
+    if not response.ok:
+        raise InvokeError(f"{url} answered HTTP {response.status_code}: {_short(response.text)}")
+    try:
+        parsed = response.json()
+    except ValueError as exc:
+        raise InvokeError(f"{url} answered with something that is not JSON") from exc
+    if not isinstance(parsed, dict):
+        raise InvokeError(f"{url} answered with JSON that is not an object")
+    return parsed
+
+
+def _get_discovery(session: requests.Session, base: str, timeout: float) -> dict[str, Any]:
+    url = f"{base}/cds-services"
+    try:
+        response = session.get(url, headers={"Accept": "application/json"}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise InvokeError(f"cannot reach the CDS service at {url}: {type(exc).__name__}") from exc
+    if not response.ok:
+        raise InvokeError(f"discovery {url} answered HTTP {response.status_code}: {_short(response.text)}")
+    try:
+        discovery = response.json()
+    except ValueError as exc:
+        raise InvokeError(f"discovery {url} did not answer with JSON") from exc
+    if not isinstance(discovery, dict):
+        raise InvokeError(f"discovery {url} did not answer with a JSON object")
+    return discovery
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def run(args: argparse.Namespace, clock: Callable[[], datetime] | None = None) -> int:
+    """Execute `mgcds invoke`; prints cards to stdout, a one-line error to stderr (exit 1) on failure."""
+    now = clock or (lambda: datetime.now(UTC))
+    try:
+        return _run(args, now)
+    except InvokeError as exc:
+        print(f"mgcds invoke: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, now: Callable[[], datetime]) -> int:
+    if args.sign_key and not (args.iss and args.kid):
+        raise InvokeError("--sign-key needs --iss and --kid")
+    key = None
+    if args.sign_key:
+        try:
+            key = load_signing_key(Path(args.sign_key).read_bytes())
+        except OSError as exc:
+            raise InvokeError(f"cannot read the signing key file {args.sign_key}: {exc.strerror}") from exc
+    draft_orders = load_draft_orders([Path(p) for p in args.draft_order or []])
+    context = build_context(
+        args.hook, args.patient, args.user, draft_orders, args.selection or [], args.encounter
+    )
+    base = service_base(args.service_url)
+
+    def bearer(url: str) -> str | None:
+        return sign_cds_jwt(key, args.iss, args.kid, url, now(), args.jku) if key is not None else None
+
+    with requests.Session() as session:
+        service = pick_service(_get_discovery(session, base, args.timeout), args.hook, args.service_id)
+        endpoint = f"{base}/cds-services/{service['id']}"
+        prefetch: dict[str, Any] = {}
+        if args.prefetch and args.fhir_server:
+            prefetch, missing = fetch_prefetch(
+                session, args.fhir_server, service.get("prefetch") or {}, context, args.token, args.timeout
+            )
+            for prefetch_key, reason in missing.items():
+                print(f"mgcds invoke: prefetch {prefetch_key} left out: {reason}", file=sys.stderr)
+        request = build_hook_request(
+            args.hook, context, args.fhir_server, args.token, args.client_id, prefetch
+        )
+        response = _post_json(session, endpoint, request, bearer(endpoint), args.timeout)
+        print(json.dumps(response, indent=2) if args.json else format_cards(response))
+        if args.feedback:
+            cards = response.get("cards") or []
+            if not 1 <= args.card <= len(cards):
+                raise InvokeError(f"--card {args.card}: the service returned {len(cards)} card(s)")
+            feedback = build_feedback(cards[args.card - 1], args.feedback, now(), args.override_reason)
+            feedback_url = f"{endpoint}/feedback"
+            _post_json(session, feedback_url, feedback, bearer(feedback_url), args.timeout)
+            print(f"mgcds invoke: feedback sent: card {args.card} {args.feedback}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any, get_settings: Callable[[], Any] | None = None) -> None:
+    """Add `mgcds invoke` to the CLI (no Settings needed: it is a client of the service, not the service)."""
+    parser = subparsers.add_parser(
+        "invoke", help="act as an EHR: fire a hook at a CDS service and print the cards"
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `mgcds invoke`."""
+    parser.add_argument(
+        "--service-url", required=True, help="the CDS service base URL (discovery at /cds-services)"
+    )
+    parser.add_argument("--fhir-server", help="the FHIR R4 base URL sent as fhirServer and used for prefetch")
+    parser.add_argument("--patient", required=True, help="the patient id (context.patientId)")
+    parser.add_argument("--hook", choices=HOOKS, default="patient-view")
+    parser.add_argument("--service-id", help="which service to call (default: the only one for the hook)")
+    parser.add_argument("--user", default=DEFAULT_USER_ID, help=f"context.userId (default {DEFAULT_USER_ID})")
+    parser.add_argument("--encounter", help="context.encounterId")
+    parser.add_argument(
+        "--draft-order", action="append", metavar="FILE", help="a draft order (resource or Bundle)"
+    )
+    parser.add_argument(
+        "--selection", action="append", metavar="TYPE/ID", help="order-select: a selected draft"
+    )
+    parser.add_argument(
+        "--prefetch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fill the service's prefetch templates against --fhir-server (default) or send none",
+    )
+    parser.add_argument("--token", help="FHIR access token handed to the service in fhirAuthorization")
+    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="fhirAuthorization.subject")
+    parser.add_argument(
+        "--sign-key", metavar="PEM", help="private key (EC P-384/P-256 or RSA) to sign the JWT"
+    )
+    parser.add_argument("--iss", help="JWT issuer (with --sign-key)")
+    parser.add_argument("--kid", help="JWT key id (with --sign-key)")
+    parser.add_argument("--jku", help="JWT jku header: the issuer's JWKS URL (optional)")
+    parser.add_argument("--json", action="store_true", help="print the service's answer as JSON")
+    parser.add_argument("--feedback", choices=("accepted", "overridden"), help="send feedback on a card")
+    parser.add_argument(
+        "--card", type=int, default=1, help="which card (1-based, as printed) the feedback is on"
+    )
+    parser.add_argument("--override-reason", metavar="CODE", help="override reason code offered by the card")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds per HTTP call"
+    )
+
+
+def main(argv: Sequence[str] | None = None, clock: Callable[[], datetime] | None = None) -> int:
+    """`mgcds invoke` on its own (tests, or ``python -m cds_service.invoke``)."""
+    parser = argparse.ArgumentParser(prog="mgcds invoke", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv), clock)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
