@@ -85,10 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _subcommand_registrars() -> list[Callable[[Any, Callable[[], Settings]], None]]:
     from cds_service.audit.cli import register as register_audit
     from cds_service.evaluate import register as register_evaluate
+    from cds_service.invoke import register as register_invoke
     from terminology.cli import register as register_terminology
 
     return [
         register_evaluate,
+        register_invoke,
         register_audit,
         lambda subparsers, _get_settings: register_terminology(subparsers),
     ]

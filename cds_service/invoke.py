@@ -81,9 +81,7 @@ def fill_prefetch_template(template: str, context: Mapping[str, Any]) -> str:
             resource_type, _, user_id = str(context.get("userId", "")).partition("/")
             if resource_type == _USER_TOKENS[token] and user_id:
                 return quote(user_id, safe="")
-            raise UnfillableTemplate(
-                f"prefetch token {{{{{token}}}}}: the user is not a {_USER_TOKENS[token]}"
-            )
+            raise UnfillableTemplate(f"prefetch token {{{{{token}}}}}: the user is not a {_USER_TOKENS[token]}")
         raise UnfillableTemplate(f"unknown prefetch token {{{{{token}}}}}")
 
     return _TOKEN.sub(replace, template)
@@ -111,9 +109,7 @@ def fetch_prefetch(
             continue
         # Fail open, like an EHR: a failed query is left out of the prefetch so the service fetches it itself.
         try:
-            response = session.get(
-                f"{fhir_server.rstrip('/')}/{query.lstrip('/')}", headers=headers, timeout=timeout
-            )
+            response = session.get(f"{fhir_server.rstrip('/')}/{query.lstrip('/')}", headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             missing[key] = f"FHIR server unreachable ({type(exc).__name__})"
             continue
@@ -192,9 +188,7 @@ def build_context(
         chosen = list(selections) or sorted(known)
         unknown = [s for s in chosen if s not in known]
         if unknown:
-            raise InvokeError(
-                f"--selection {', '.join(unknown)} is not among the draft orders ({', '.join(known)})"
-            )
+            raise InvokeError(f"--selection {', '.join(unknown)} is not among the draft orders ({', '.join(known)})")
         context["selections"] = chosen
     elif selections:
         raise InvokeError("--selection only applies to --hook order-select")
@@ -321,9 +315,7 @@ def format_cards(response: Mapping[str, Any]) -> str:
             lines.append(f"   recommendation: {code}")
         source = card.get("source") or {}
         if source.get("label"):
-            lines.append(
-                f"   source: {source['label']}" + (f" <{source['url']}>" if source.get("url") else "")
-            )
+            lines.append(f"   source: {source['label']}" + (f" <{source['url']}>" if source.get("url") else ""))
         if card.get("detail"):
             wrapped = [
                 textwrap.fill(paragraph, width=100, initial_indent="   ", subsequent_indent="   ")
@@ -362,12 +354,8 @@ def build_feedback(
     elif override_reason:
         offered = {r.get("code"): r for r in card.get("overrideReasons") or []}
         if override_reason not in offered:
-            raise InvokeError(
-                f"the card offers no override reason {override_reason} (offered: {', '.join(offered)})"
-            )
-        item["overrideReason"] = {
-            "reason": {k: v for k, v in offered[override_reason].items() if v is not None}
-        }
+            raise InvokeError(f"the card offers no override reason {override_reason} (offered: {', '.join(offered)})")
+        item["overrideReason"] = {"reason": {k: v for k, v in offered[override_reason].items() if v is not None}}
     return {"feedback": [item]}
 
 
@@ -437,9 +425,7 @@ def _run(args: argparse.Namespace, now: Callable[[], datetime]) -> int:
         except OSError as exc:
             raise InvokeError(f"cannot read the signing key file {args.sign_key}: {exc.strerror}") from exc
     draft_orders = load_draft_orders([Path(p) for p in args.draft_order or []])
-    context = build_context(
-        args.hook, args.patient, args.user, draft_orders, args.selection or [], args.encounter
-    )
+    context = build_context(args.hook, args.patient, args.user, draft_orders, args.selection or [], args.encounter)
     base = service_base(args.service_url)
 
     def bearer(url: str) -> str | None:
@@ -455,9 +441,7 @@ def _run(args: argparse.Namespace, now: Callable[[], datetime]) -> int:
             )
             for prefetch_key, reason in missing.items():
                 print(f"mgcds invoke: prefetch {prefetch_key} left out: {reason}", file=sys.stderr)
-        request = build_hook_request(
-            args.hook, context, args.fhir_server, args.token, args.client_id, prefetch
-        )
+        request = build_hook_request(args.hook, context, args.fhir_server, args.token, args.client_id, prefetch)
         response = _post_json(session, endpoint, request, bearer(endpoint), args.timeout)
         print(json.dumps(response, indent=2) if args.json else format_cards(response))
         if args.feedback:
@@ -473,30 +457,22 @@ def _run(args: argparse.Namespace, now: Callable[[], datetime]) -> int:
 
 def register(subparsers: Any, get_settings: Callable[[], Any] | None = None) -> None:
     """Add `mgcds invoke` to the CLI (no Settings needed: it is a client of the service, not the service)."""
-    parser = subparsers.add_parser(
-        "invoke", help="act as an EHR: fire a hook at a CDS service and print the cards"
-    )
+    parser = subparsers.add_parser("invoke", help="act as an EHR: fire a hook at a CDS service and print the cards")
     add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `mgcds invoke`."""
-    parser.add_argument(
-        "--service-url", required=True, help="the CDS service base URL (discovery at /cds-services)"
-    )
+    parser.add_argument("--service-url", required=True, help="the CDS service base URL (discovery at /cds-services)")
     parser.add_argument("--fhir-server", help="the FHIR R4 base URL sent as fhirServer and used for prefetch")
     parser.add_argument("--patient", required=True, help="the patient id (context.patientId)")
     parser.add_argument("--hook", choices=HOOKS, default="patient-view")
     parser.add_argument("--service-id", help="which service to call (default: the only one for the hook)")
     parser.add_argument("--user", default=DEFAULT_USER_ID, help=f"context.userId (default {DEFAULT_USER_ID})")
     parser.add_argument("--encounter", help="context.encounterId")
-    parser.add_argument(
-        "--draft-order", action="append", metavar="FILE", help="a draft order (resource or Bundle)"
-    )
-    parser.add_argument(
-        "--selection", action="append", metavar="TYPE/ID", help="order-select: a selected draft"
-    )
+    parser.add_argument("--draft-order", action="append", metavar="FILE", help="a draft order (resource or Bundle)")
+    parser.add_argument("--selection", action="append", metavar="TYPE/ID", help="order-select: a selected draft")
     parser.add_argument(
         "--prefetch",
         action=argparse.BooleanOptionalAction,
@@ -505,21 +481,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--token", help="FHIR access token handed to the service in fhirAuthorization")
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="fhirAuthorization.subject")
-    parser.add_argument(
-        "--sign-key", metavar="PEM", help="private key (EC P-384/P-256 or RSA) to sign the JWT"
-    )
+    parser.add_argument("--sign-key", metavar="PEM", help="private key (EC P-384/P-256 or RSA) to sign the JWT")
     parser.add_argument("--iss", help="JWT issuer (with --sign-key)")
     parser.add_argument("--kid", help="JWT key id (with --sign-key)")
     parser.add_argument("--jku", help="JWT jku header: the issuer's JWKS URL (optional)")
     parser.add_argument("--json", action="store_true", help="print the service's answer as JSON")
     parser.add_argument("--feedback", choices=("accepted", "overridden"), help="send feedback on a card")
-    parser.add_argument(
-        "--card", type=int, default=1, help="which card (1-based, as printed) the feedback is on"
-    )
+    parser.add_argument("--card", type=int, default=1, help="which card (1-based, as printed) the feedback is on")
     parser.add_argument("--override-reason", metavar="CODE", help="override reason code offered by the card")
-    parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds per HTTP call"
-    )
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds per HTTP call")
 
 
 def main(argv: Sequence[str] | None = None, clock: Callable[[], datetime] | None = None) -> int:

@@ -90,9 +90,7 @@ def _handler(service: FakeCdsService) -> type[BaseHTTPRequestHandler]:
                 "mg-order-select": "order-select",
                 "mg-order-sign": "order-sign",
             }
-            services = [
-                {"id": i, "hook": h, "description": i, "prefetch": PREFETCH} for i, h in hooks.items()
-            ]
+            services = [{"id": i, "hook": h, "description": i, "prefetch": PREFETCH} for i, h in hooks.items()]
             self._answer(200, {"services": services})
 
         def do_POST(self) -> None:
@@ -126,9 +124,7 @@ def cds_service() -> Iterator[FakeCdsService]:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> Path:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.write_bytes(pem)
     return path
 
@@ -196,10 +192,7 @@ def test_rsa_key_signs_rs384(cds_service: FakeCdsService, tmp_path: Path) -> Non
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = _write_key(tmp_path / "rsa.pem", key)
     args = ["--service-url", cds_service.base_url, "--patient", "1", "--no-prefetch"]
-    assert (
-        main([*args, "--sign-key", str(key_file), "--iss", "i", "--kid", "r1", "--jku", "https://ehr/jwks"])
-        == 0
-    )
+    assert main([*args, "--sign-key", str(key_file), "--iss", "i", "--kid", "r1", "--jku", "https://ehr/jwks"]) == 0
     token = cds_service.calls(SERVICE_ID)[0].headers["Authorization"].split(" ", 1)[1]
     assert jwt.get_unverified_header(token)["jku"] == "https://ehr/jwks"
     claims = jwt.decode(
@@ -272,9 +265,7 @@ def test_unreachable_service_is_one_line_on_stderr(capsys: pytest.CaptureFixture
     assert len(err.strip().splitlines()) == 1
 
 
-def test_service_error_status_is_reported(
-    cds_service: FakeCdsService, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_service_error_status_is_reported(cds_service: FakeCdsService, capsys: pytest.CaptureFixture[str]) -> None:
     cds_service.fail_status = 412
     code = main(["--service-url", cds_service.base_url, "--patient", "1", "--no-prefetch"])
     err = capsys.readouterr().err
@@ -308,9 +299,9 @@ def test_prefetch_is_filled_from_the_real_fhir_server(
     observation_dates = [e["resource"]["effectiveDateTime"] for e in prefetch["observations"]["entry"]]
     # p04's four Observations newest first (README: 11-05 Mg, 11-01 creatinine, 10-01 drinks, 09-01 eGFR).
     assert [d[:10] for d in observation_dates] == ["2026-11-05", "2026-11-01", "2026-10-01", "2026-09-01"]
-    assert [
-        e["resource"]["medicationCodeableConcept"]["text"] for e in prefetch["medicationRequests"]["entry"]
-    ] == ["doxycycline"]
+    assert [e["resource"]["medicationCodeableConcept"]["text"] for e in prefetch["medicationRequests"]["entry"]] == [
+        "doxycycline"
+    ]
     assert prefetch["medicationStatements"]["resourceType"] == "Bundle"
     assert prefetch["medicationStatements"].get("entry", []) == []
 
@@ -322,9 +313,7 @@ def test_failed_prefetch_query_is_left_out(
     fault_proxy: FaultProxy,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    patient_id = fhir_server.post({"resourceType": "Patient", "gender": "female", "birthDate": "1970-01-01"})[
-        "id"
-    ]
+    patient_id = fhir_server.post({"resourceType": "Patient", "gender": "female", "birthDate": "1970-01-01"})["id"]
     fault_proxy.add_rule(r"^/MedicationRequest\?", Fault.SERVER_ERROR)
     code = main(
         [

@@ -52,9 +52,7 @@ def ensure_fhir_server_installed() -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        pytest.fail(
-            "npm is not on PATH: it is needed to install the test FHIR server (tests/integration/fhir_server)"
-        )
+        pytest.fail("npm is not on PATH: it is needed to install the test FHIR server (tests/integration/fhir_server)")
     try:
         completed = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -65,9 +63,7 @@ def ensure_fhir_server_installed() -> None:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(
-            f"npm ci in {FHIR_SERVER_DIR} took longer than {NPM_TIMEOUT_SECONDS:.0f} s (registry reachable?)"
-        )
+        pytest.fail(f"npm ci in {FHIR_SERVER_DIR} took longer than {NPM_TIMEOUT_SECONDS:.0f} s (registry reachable?)")
     if completed.returncode != 0:
         pytest.fail(f"npm ci in {FHIR_SERVER_DIR} failed (registry reachable?):\n{completed.stderr[-2000:]}")
     INSTALL_STAMP.write_text(digest + "\n", encoding="utf-8")
@@ -79,9 +75,7 @@ def node_executable() -> str:
         return str(BUNDLED_NODE)
     system_node = shutil.which("node")
     if system_node is not None:
-        version = subprocess.run(
-            [system_node, "--version"], capture_output=True, text=True, check=False
-        ).stdout
+        version = subprocess.run([system_node, "--version"], capture_output=True, text=True, check=False).stdout
         major = version.strip().lstrip("v").split(".")[0]
         if major.isdigit() and int(major) >= MIN_NODE_MAJOR:
             return system_node
@@ -137,14 +131,10 @@ class FhirTestServer:
         result = response.json()
         mapping: dict[str, str] = {}
         # A transaction-response lists its entries in the order of the request's entries (FHIR R4 3.1.0.11.4).
-        for request_entry, response_entry in zip(
-            bundle.get("entry", []), result.get("entry", []), strict=True
-        ):
+        for request_entry, response_entry in zip(bundle.get("entry", []), result.get("entry", []), strict=True):
             status = str(response_entry["response"]["status"])
             if not status.startswith("2"):
-                raise AssertionError(
-                    f"transaction entry {request_entry.get('fullUrl')} failed: {response_entry}"
-                )
+                raise AssertionError(f"transaction entry {request_entry.get('fullUrl')} failed: {response_entry}")
             location = response_entry["response"].get("location", "")
             type_and_id = "/".join(location.split("/_history")[0].split("/")[-2:])
             mapping[request_entry.get("fullUrl", type_and_id)] = type_and_id
@@ -209,9 +199,7 @@ def start_fhir_server(token: str | None = None) -> FhirTestServer:
         stderr_file.seek(0)
         stderr = stderr_file.read()
         stderr_file.close()
-        pytest.fail(
-            f"the test FHIR server did not start within {START_TIMEOUT_SECONDS:.0f} s:\n{stderr[-2000:]}"
-        )
+        pytest.fail(f"the test FHIR server did not start within {START_TIMEOUT_SECONDS:.0f} s:\n{stderr[-2000:]}")
     return FhirTestServer(process, stderr_file, port_holder[0], token, time.monotonic() - started)
 
 
@@ -239,12 +227,9 @@ def hand_written_patients(fhir_server: FhirTestServer) -> dict[str, str]:
 def synthea_patients(fhir_server: FhirTestServer) -> dict[str, str]:
     """Load the six Synthea bundles from ../shared once: {file name: Patient id}; skips without ../shared."""
     if not SYNTHEA_DIR.exists():
-        pytest.skip(
-            f"{SYNTHEA_DIR} not found: ../shared (the project's shared folder) is not beside this checkout"
-        )
+        pytest.skip(f"{SYNTHEA_DIR} not found: ../shared (the project's shared folder) is not beside this checkout")
     return {
-        path.name: fhir_server.patient_id(fhir_server.load_bundle(path))
-        for path in sorted(SYNTHEA_DIR.glob("*.json"))
+        path.name: fhir_server.patient_id(fhir_server.load_bundle(path)) for path in sorted(SYNTHEA_DIR.glob("*.json"))
     }
 
 

@@ -261,9 +261,7 @@ class FaultProxy:
     def _huge_bundle(self, target: str, entries: int) -> dict[str, Any]:
         parts = urlsplit(target)
         resource_type = parts.path.strip("/").split("/")[0] or "Observation"
-        patient = (
-            parse_qs(parts.query).get("patient") or parse_qs(parts.query).get("subject") or ["unknown"]
-        )[0]
+        patient = (parse_qs(parts.query).get("patient") or parse_qs(parts.query).get("subject") or ["unknown"])[0]
         reference = patient if "/" in patient else f"Patient/{patient}"
         resources = [
             {

@@ -67,9 +67,7 @@ def proxy(upstream: str) -> Iterator[FaultProxy]:
 
 
 def test_forwards_with_headers_and_rewrites_upstream_urls(proxy: FaultProxy) -> None:
-    response = requests.get(
-        f"{proxy.base_url}/Observation?patient=1", headers={"Authorization": "Bearer t"}, timeout=5
-    )
+    response = requests.get(f"{proxy.base_url}/Observation?patient=1", headers={"Authorization": "Bearer t"}, timeout=5)
     assert response.status_code == 200
     assert _Upstream.seen_auth == ["Bearer t"]
     assert response.json()["link"][0]["url"] == f"{proxy.base_url}/Observation?patient=1"
@@ -90,10 +88,7 @@ def test_error_statuses_carry_an_operation_outcome(proxy: FaultProxy, fault: Fau
 
 def test_rules_match_per_path_and_requests_are_counted(proxy: FaultProxy) -> None:
     proxy.add_rule(r"^/Observation\?", Fault.OPERATION_OUTCOME)
-    assert (
-        requests.get(f"{proxy.base_url}/Observation?code=x", timeout=5).json()["resourceType"]
-        == "OperationOutcome"
-    )
+    assert requests.get(f"{proxy.base_url}/Observation?code=x", timeout=5).json()["resourceType"] == "OperationOutcome"
     assert requests.get(f"{proxy.base_url}/Condition?patient=1", timeout=5).json()["resourceType"] == "Bundle"
     assert proxy.count() == 2
     assert proxy.count(r"^/Observation") == 1

@@ -77,9 +77,7 @@ def search_patient(fhir_server: FhirTestServer) -> dict[str, Any]:
                 "resourceType": "Condition",
                 "subject": {"reference": ref},
                 "clinicalStatus": {
-                    "coding": [
-                        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}
-                    ]
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}]
                 },
                 "code": {"text": status},
             }
@@ -124,10 +122,7 @@ def test_create_then_read_returns_the_resource(fhir_server: FhirTestServer) -> N
     created = fhir_server.post({"resourceType": "Patient", "gender": "male", "birthDate": "1961-02-03"})
     read = fhir_server.get(f"Patient/{created['id']}")
     assert (read["resourceType"], read["gender"], read["birthDate"]) == ("Patient", "male", "1961-02-03")
-    assert (
-        fhir_server.session.get(f"{fhir_server.base_url}/Patient/{uuid.uuid4()}", timeout=10).status_code
-        == 404
-    )
+    assert fhir_server.session.get(f"{fhir_server.base_url}/Patient/{uuid.uuid4()}", timeout=10).status_code == 404
 
 
 def test_transaction_bundle_resolves_urn_uuid_references(fhir_server: FhirTestServer) -> None:
@@ -176,9 +171,7 @@ def test_observation_search_accepts_patient_reference_and_subject(
     assert _ids(by_subject) == expected
 
 
-def test_medication_request_search_by_status(
-    fhir_server: FhirTestServer, search_patient: dict[str, Any]
-) -> None:
+def test_medication_request_search_by_status(fhir_server: FhirTestServer, search_patient: dict[str, Any]) -> None:
     bundle = fhir_server.get("MedicationRequest", patient=search_patient["id"], status="active")
     assert _ids(bundle) == [search_patient["ids"]["mr_active"]]
 
@@ -187,30 +180,20 @@ def test_medication_statement_search_by_two_statuses(
     fhir_server: FhirTestServer, search_patient: dict[str, Any]
 ) -> None:
     bundle = fhir_server.get("MedicationStatement", patient=search_patient["id"], status="active,intended")
-    assert sorted(_ids(bundle)) == sorted(
-        [search_patient["ids"]["ms_active"], search_patient["ids"]["ms_intended"]]
-    )
+    assert sorted(_ids(bundle)) == sorted([search_patient["ids"]["ms_active"], search_patient["ids"]["ms_intended"]])
 
 
-def test_condition_search_by_clinical_status(
-    fhir_server: FhirTestServer, search_patient: dict[str, Any]
-) -> None:
+def test_condition_search_by_clinical_status(fhir_server: FhirTestServer, search_patient: dict[str, Any]) -> None:
     bundle = fhir_server.get("Condition", **{"patient": search_patient["id"], "clinical-status": "active"})
     assert _ids(bundle) == [search_patient["ids"]["cond_active"]]
 
 
-def test_service_request_search_by_two_statuses(
-    fhir_server: FhirTestServer, search_patient: dict[str, Any]
-) -> None:
+def test_service_request_search_by_two_statuses(fhir_server: FhirTestServer, search_patient: dict[str, Any]) -> None:
     bundle = fhir_server.get("ServiceRequest", patient=search_patient["id"], status="active,draft")
-    assert sorted(_ids(bundle)) == sorted(
-        [search_patient["ids"]["sr_active"], search_patient["ids"]["sr_draft"]]
-    )
+    assert sorted(_ids(bundle)) == sorted([search_patient["ids"]["sr_active"], search_patient["ids"]["sr_draft"]])
 
 
-def test_count_truncates_but_there_is_no_next_link(
-    fhir_server: FhirTestServer, search_patient: dict[str, Any]
-) -> None:
+def test_count_truncates_but_there_is_no_next_link(fhir_server: FhirTestServer, search_patient: dict[str, Any]) -> None:
     """Known limitation of MemoryRepository: no paging links (paging is exercised through the fault proxy)."""
     bundle = fhir_server.get("Observation", patient=search_patient["id"], _count="2")
     assert len(_bundle_entries(bundle)) == 2
@@ -218,17 +201,13 @@ def test_count_truncates_but_there_is_no_next_link(
     assert not [link for link in bundle.get("link", []) if link.get("relation") == "next"]
 
 
-def test_unknown_search_parameter_matches_nothing(
-    fhir_server: FhirTestServer, search_patient: dict[str, Any]
-) -> None:
+def test_unknown_search_parameter_matches_nothing(fhir_server: FhirTestServer, search_patient: dict[str, Any]) -> None:
     """Known behaviour: an unsupported parameter silently yields an empty Bundle (not 400, not ignored)."""
     bundle = fhir_server.get("Observation", patient=search_patient["id"], **{"no-such-param": "1"})
     assert _bundle_entries(bundle) == []
 
 
-def test_every_hand_written_patient_loads(
-    fhir_server: FhirTestServer, hand_written_patients: dict[str, str]
-) -> None:
+def test_every_hand_written_patient_loads(fhir_server: FhirTestServer, hand_written_patients: dict[str, str]) -> None:
     expected_files = {p.name for p in PATIENTS_DIR.glob("*.json")} - {"expected.json"}
     assert set(hand_written_patients) == expected_files
     for patient_id in hand_written_patients.values():

@@ -58,9 +58,7 @@ def test_user_token_of_another_type_cannot_be_filled() -> None:
         fill_prefetch_template("Practitioner/{{userPractitionerId}}", {"userId": "PractitionerRole/123"})
 
 
-@pytest.mark.parametrize(
-    "template", ["Patient/{{context.nope}}", "X?y={{today()}}", "X?d={{context.draftOrders}}"]
-)
+@pytest.mark.parametrize("template", ["Patient/{{context.nope}}", "X?y={{today()}}", "X?d={{context.draftOrders}}"])
 def test_unknown_or_non_primitive_tokens_cannot_be_filled(template: str) -> None:
     with pytest.raises(UnfillableTemplate):
         fill_prefetch_template(template, {"patientId": "1", "draftOrders": {"resourceType": "Bundle"}})
@@ -234,9 +232,7 @@ def test_draft_orders_from_a_resource_or_a_bundle_get_ids(tmp_path: Path) -> Non
     single.write_text(json.dumps({"resourceType": "MedicationRequest", "status": "draft"}), encoding="utf-8")
     bundle = tmp_path / "b.json"
     bundle.write_text(
-        json.dumps(
-            {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "ServiceRequest", "id": "s"}}]}
-        ),
+        json.dumps({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "ServiceRequest", "id": "s"}}]}),
         encoding="utf-8",
     )
     orders = load_draft_orders([single, bundle])
