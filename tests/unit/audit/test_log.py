@@ -98,3 +98,36 @@ def test_null_audit_log_keeps_records_and_answers_queries() -> None:
     assert log.verify().ok
     log.check_ready()
     log.close()
+
+
+def test_odd_values_from_the_engine_never_make_record_call_raise() -> None:
+    from dataclasses import replace
+    from datetime import datetime
+    from enum import Enum
+
+    class Category(Enum):
+        LOW = "low"
+
+    log = NullAuditLog()
+    odd = replace(
+        make_call(),
+        occurred_at=datetime(2026, 3, 1, 9, 30),  # noqa: DTZ001 - naive on purpose
+        assessment={
+            "egfr": float("nan"),
+            "serum": Category.LOW,
+            "codes": {"b", "a"},
+            "when": datetime(2026, 1, 2),  # noqa: DTZ001 - naive on purpose
+        },
+    )
+    record_id = log.record_call(odd)
+    stored = log.get(record_id)
+    assert stored is not None
+    assert stored.payload["occurred_at"] == "2026-03-01T09:30:00.000000Z"
+    assert stored.payload["assessment"] == {
+        "egfr": "nan",
+        "serum": "low",
+        "codes": ["a", "b"],
+        "when": "2026-01-02T00:00:00",
+    }
+    assert log.verify().ok
+    log.close()
