@@ -172,7 +172,11 @@ class AuditLog:
             if woken and self._failures:
                 self._next_attempt = min(self._next_attempt, time.monotonic() + _RETRY_MIN_SECONDS)
                 time.sleep(max(0.0, self._next_attempt - time.monotonic()))
-            self._drain_quietly(force=woken)
+            try:
+                self._drain_quietly(force=woken)
+            except Exception:  # the writer thread must outlive any surprise; records stay in the spool
+                log.exception("audit writer: unexpected error while draining; will retry")
+                self._next_attempt = time.monotonic() + _RETRY_MAX_SECONDS
 
     def has_pending(self) -> bool:
         """True while records wait for the store."""

@@ -111,3 +111,16 @@ def test_spool_file_is_private(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.jsonl")
     spool.append(_entries(1)[0].payload_text)
     assert (tmp_path / "spool.jsonl").stat().st_mode & 0o077 == 0
+
+
+def test_lines_that_are_not_records_do_not_block_the_rest(tmp_path: Path, store: SqlAuditStore) -> None:
+    path = tmp_path / "spool.jsonl"
+    spool = Spool(path)
+    good = _entries(2)
+    spool.append(good[0].payload_text)
+    spool.append('{"record_id": "x", "event_type": "service-call"}')  # fields missing
+    spool.append('{"record_id": "y", "event_type": "unknown-kind", "occurred_at": "t", "service_id": "s"}')
+    spool.append("[1, 2]")
+    spool.append(good[1].payload_text)
+    assert spool.drain(store.append) == 2
+    assert _stored_ids(store) == [e.record_id for e in good]
