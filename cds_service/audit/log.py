@@ -202,6 +202,7 @@ class AuditLog:
 
     def check_ready(self) -> None:
         """Raise AuditStoreError unless the store is reachable and initialised (for /readyz)."""
+        # Readiness fails closed (take this instance out of rotation) while calls themselves fail open.
         self.store.check_ready()
 
     def close(self) -> None:
