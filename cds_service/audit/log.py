@@ -7,10 +7,14 @@ background thread drains the spool into the store. The EHR's answer never waits 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +37,38 @@ _RETRY_MAX_SECONDS = 30.0
 _IDLE_POLL_SECONDS = 5.0  # also picks up spool files left by killed processes sharing the spool path
 
 
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values only, so building a record can never fail on what the engine put in it."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        # JSON has no NaN/Infinity; keep them visible as text rather than dropping the evidence.
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Enum):
+        return _jsonable(value.value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    return str(value)
+
+
 def make_entry(event_type: AuditEventType, payload: Mapping[str, Any]) -> PendingEntry:
     """Give a payload its record id and canonical text."""
     record_id = uuid.uuid4().hex
-    envelope = {"record_id": record_id, "event_type": event_type.value, **payload}
+    envelope = _jsonable({"record_id": record_id, "event_type": event_type.value, **payload})
     return PendingEntry(record_id, event_type.value, canonical_json(envelope), envelope)
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        # A naive time from a caller is a bug, but losing the record would be worse: read it as UTC.
+        log.warning("audit record with a naive occurred_at; taken as UTC")
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 
 class AuditLog:
@@ -62,10 +93,12 @@ class AuditLog:
     # -- writing ----------------------------------------------------------------------------------------
     def record_call(self, record: CallRecord) -> str:
         """Record one service call; returns its record id. Never blocks on, or raises for, the database."""
+        record = replace(record, occurred_at=_aware(record.occurred_at))
         return self._submit(make_entry(AuditEventType.SERVICE_CALL, call_to_payload(record)))
 
     def record_feedback(self, record: FeedbackRecord) -> str:
         """Record one feedback item; returns its record id. Never blocks on, or raises for, the database."""
+        record = replace(record, occurred_at=_aware(record.occurred_at))
         return self._submit(make_entry(AuditEventType.FEEDBACK, feedback_to_payload(record)))
 
     def _submit(self, entry: PendingEntry) -> str:
@@ -137,7 +170,11 @@ class AuditLog:
             if woken and self._failures:
                 self._next_attempt = min(self._next_attempt, time.monotonic() + _RETRY_MIN_SECONDS)
                 time.sleep(max(0.0, self._next_attempt - time.monotonic()))
-            self._drain_quietly(force=woken)
+            try:
+                self._drain_quietly(force=woken)
+            except Exception:  # the writer thread must outlive any surprise; records stay in the spool
+                log.exception("audit writer: unexpected error while draining; will retry")
+                self._next_attempt = time.monotonic() + _RETRY_MAX_SECONDS
 
     def has_pending(self) -> bool:
         """True while records wait for the store."""
@@ -163,6 +200,7 @@ class AuditLog:
 
     def check_ready(self) -> None:
         """Raise AuditStoreError unless the store is reachable and initialised (for /readyz)."""
+        # Readiness fails closed (take this instance out of rotation) while calls themselves fail open.
         self.store.check_ready()
 
     def close(self) -> None:

@@ -18,18 +18,27 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cds_service.audit.records import AuditEventType
 from cds_service.audit.store import PendingEntry
 from cds_service.errors import AuditStoreError
 
 log = logging.getLogger("mgcds.audit")
 
 DRAINING_SUFFIX = ".draining"
+_COMMON = ("record_id", "event_type", "occurred_at", "service_id")
+_REQUIRED = {
+    AuditEventType.SERVICE_CALL.value: _COMMON,
+    AuditEventType.FEEDBACK.value: (*_COMMON, "card_uuid"),
+}
 
 
 def parse_line(line: str) -> PendingEntry:
     """A spool line back into the entry it was written from (raises ValueError when it is not one)."""
     payload = json.loads(line)
-    if not isinstance(payload, dict) or "record_id" not in payload or "event_type" not in payload:
+    if not isinstance(payload, dict):
+        raise ValueError("not an audit record")
+    required = _REQUIRED.get(str(payload.get("event_type")))
+    if required is None or any(not isinstance(payload.get(key), str) for key in required):
         raise ValueError("not an audit record")
     return PendingEntry(
         record_id=str(payload["record_id"]),
@@ -145,8 +154,9 @@ class Spool:
                 try:
                     entries.append(parse_line(line.decode("utf-8")))
                 except (ValueError, UnicodeDecodeError):
-                    # Only a writer killed mid-write leaves such a fragment, and that call never returned.
-                    log.warning("audit spool %s line %d is a torn write; skipped", path.name, number)
+                    # Only a writer killed mid-write leaves such a fragment (that call never returned), or
+                    # someone editing the spool by hand; either way it must not block the records after it.
+                    log.warning("audit spool %s line %d is not a complete record; skipped", path.name, number)
             for start in range(0, len(entries), batch):
                 stored += append(entries[start : start + batch])
             os.unlink(path)

@@ -1,0 +1,131 @@
+"""The review page in a real browser: headless system Chromium driven by Playwright.
+
+Log in with basic auth, filter by patient, open a call, see its cards and feedback; a screenshot is saved
+under tests/artifacts/ (gitignored). Playwright never downloads a browser here: it runs /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.security import generate_password_hash
+from werkzeug.serving import make_server
+
+from cds_service.api.review import create_review_blueprint
+from cds_service.audit.log import AuditLog, init_audit_store, open_audit_log
+from tests.conftest import PROJECT_ROOT
+from tests.unit.audit.helpers import make_call, make_card, make_feedback
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+USER = "auditor"
+PASSWORD = "a long reviewer passphrase"
+
+
+@pytest.fixture
+def audit_log(tmp_path: Path) -> Iterator[AuditLog]:
+    """A SQLite audit log with calls for three patients, one card overridden and one accepted."""
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    init_audit_store(url)
+    log = open_audit_log(url, tmp_path / "spool.jsonl", asynchronous=False)
+    a = make_call(
+        patient_id="pat-anna",
+        cards=(
+            make_card(
+                "supplement-organic",
+                indicator="warning",
+                summary="Magnesium deficiency likely (MDS 4/5): start an organic magnesium salt",
+            ),
+        ),
+    )
+    log.record_call(a)
+    log.record_feedback(make_feedback(a.cards[0].uuid, "overridden", minutes=2))
+    b = make_call(patient_id="pat-bert", user_id="Practitioner/doc-2", minutes=10)
+    log.record_call(b)
+    log.record_feedback(
+        make_feedback(b.cards[0].uuid, "accepted", minutes=12, accepted=b.cards[0].suggestion_uuids)
+    )
+    log.record_call(make_call(patient_id="pat-carl", minutes=20, cards=()))
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def server(audit_log: AuditLog) -> Iterator[str]:
+    """The review blueprint served on 127.0.0.1 by werkzeug in a thread."""
+    app = Flask(__name__)
+    app.register_blueprint(
+        create_review_blueprint(
+            audit_log,
+            reviewer_token="",
+            reviewer_user=USER,
+            reviewer_password_hash=generate_password_hash(PASSWORD),
+        )
+    )
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(timeout=5)
+    httpd.server_close()
+
+
+def test_reviewer_finds_and_reads_a_call(server: str) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install the Debian package `chromium` to run the browser test")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright's Python package is not installed"
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            # Without credentials the browser gets the basic-auth challenge (a navigation would fail with
+            # ERR_INVALID_AUTH_CREDENTIALS in headless mode, so ask through the context's request API).
+            anonymous = browser.new_context()
+            response = anonymous.request.get(f"{server}/audit/")
+            assert response.status == 401
+            assert response.headers["www-authenticate"].startswith("Basic")
+            anonymous.close()
+
+            context = browser.new_context(
+                http_credentials={"username": USER, "password": PASSWORD},
+                viewport={"width": 1400, "height": 1000},
+            )
+            page = context.new_page()
+            page.goto(f"{server}/audit/")
+            assert "Chain intact" in page.get_by_test_id("chain-status").inner_text()
+            assert page.locator("table[data-testid=calls] tbody tr").count() == 3
+
+            page.fill("input[name=patient]", "pat-anna")
+            page.click("button[type=submit]")
+            page.wait_for_url("**/audit/?*patient=pat-anna*")
+            rows = page.locator("table[data-testid=calls] tbody tr")
+            assert rows.count() == 1
+            assert "pat-anna" in rows.first.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "audit-list.png"), full_page=True)
+
+            rows.first.locator("a").first.click()
+            page.wait_for_url("**/audit/calls/*")
+            assert page.get_by_test_id("patient").inner_text() == "pat-anna"
+            card = page.get_by_test_id("card").first
+            assert "start an organic magnesium salt" in card.inner_text()
+            assert "overridden: Patient declined" in card.inner_text()
+            feedback = page.get_by_test_id("feedback").inner_text()
+            assert "Patient prefers to wait" in feedback
+            page.screenshot(path=str(ARTIFACTS / "audit-call.png"), full_page=True)
+            context.close()
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "audit-call.png").stat().st_size > 10_000
