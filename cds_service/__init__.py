@@ -89,6 +89,17 @@ def create_app(
     app.extensions["mgcds.services"] = build_registry(observation_search_codes(terminology))
     app.extensions["mgcds.audit_recorder"] = AuditRecorder(audit_log, clock=runtime.clock)
     register_api(app, settings)
+    from cds_service.api.review import create_review_blueprint
+
+    # The review page has its own credential, outside the EHR-facing JWT domain: EHR tokens never open it.
+    app.register_blueprint(
+        create_review_blueprint(
+            audit_log,
+            reviewer_token=settings.reviewer_token,
+            reviewer_user=settings.reviewer_user,
+            reviewer_password_hash=settings.reviewer_password_hash,
+        )
+    )
     if settings.dev:
         log.warning("MgCDS is running in DEVELOPMENT MODE: callers are not authenticated. Never use it with PHI.")
     return app

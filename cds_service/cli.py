@@ -44,8 +44,10 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.dev:
         print(DEV_BANNER, file=sys.stderr)
     # Build once in the master so that configuration errors stop the start with a clear message, not a worker
-    # crash loop.
-    create_app(settings)
+    # crash loop; then release it: each worker builds its own app (the audit writer thread does not survive fork).
+    probe = create_app(settings)
+    probe.extensions["mgcds.runtime"].audit_log.close()
+    probe.extensions["mgcds.runtime"].fhir_client.close()
 
     class MgcdsApplication(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

@@ -98,9 +98,7 @@ def test_token_in_query_string_does_not_open_it(client: FlaskClient) -> None:
 def test_no_credential_configured_means_closed(audit_log: AuditLog) -> None:
     app = Flask(__name__)
     app.register_blueprint(
-        create_review_blueprint(
-            audit_log, reviewer_token="", reviewer_user="reviewer", reviewer_password_hash=""
-        )
+        create_review_blueprint(audit_log, reviewer_token="", reviewer_user="reviewer", reviewer_password_hash="")
     )
     client = app.test_client()
     assert client.get("/audit/", headers={"Authorization": "Bearer "}).status_code == 401
@@ -132,9 +130,7 @@ def test_filter_by_outcome_and_recommendation(client: FlaskClient, records: dict
     page = client.get("/audit/?outcome=overridden", headers=BEARER).get_data(as_text=True)
     assert records["a"] in page
     assert records["b"] not in page
-    page = client.get("/audit/?recommendation=test-serum-mg&outcome=none", headers=BEARER).get_data(
-        as_text=True
-    )
+    page = client.get("/audit/?recommendation=test-serum-mg&outcome=none", headers=BEARER).get_data(as_text=True)
     assert records["b"] in page
     assert records["evil"] in page
     assert records["a"] not in page
@@ -193,9 +189,7 @@ def test_pagination(client: FlaskClient, audit_log: AuditLog) -> None:
     assert "page 2 of 2" in second
 
 
-def test_chain_page_reports_a_broken_chain(
-    client: FlaskClient, records: dict[str, str], audit_log: AuditLog
-) -> None:
+def test_chain_page_reports_a_broken_chain(client: FlaskClient, records: dict[str, str], audit_log: AuditLog) -> None:
     from sqlalchemy import text
 
     with audit_log.store.engine.begin() as conn:

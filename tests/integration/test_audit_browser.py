@@ -48,9 +48,7 @@ def audit_log(tmp_path: Path) -> Iterator[AuditLog]:
     log.record_feedback(make_feedback(a.cards[0].uuid, "overridden", minutes=2))
     b = make_call(patient_id="pat-bert", user_id="Practitioner/doc-2", minutes=10)
     log.record_call(b)
-    log.record_feedback(
-        make_feedback(b.cards[0].uuid, "accepted", minutes=12, accepted=b.cards[0].suggestion_uuids)
-    )
+    log.record_feedback(make_feedback(b.cards[0].uuid, "accepted", minutes=12, accepted=b.cards[0].suggestion_uuids))
     log.record_call(make_call(patient_id="pat-carl", minutes=20, cards=()))
     yield log
     log.close()
@@ -80,9 +78,7 @@ def server(audit_log: AuditLog) -> Iterator[str]:
 def test_reviewer_finds_and_reads_a_call(server: str) -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install the Debian package `chromium` to run the browser test")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright's Python package is not installed"
-    )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -132,9 +132,7 @@ def crash_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
 
 @pytest.mark.slow
-def test_writer_killed_mid_stream_loses_nothing(
-    crash_store_url: str, writer_script: Path, tmp_path: Path
-) -> None:
+def test_writer_killed_mid_stream_loses_nothing(crash_store_url: str, writer_script: Path, tmp_path: Path) -> None:
     spool = tmp_path / "spool" / "spool.jsonl"
     acks = tmp_path / "acks.txt"
     rng = random.Random(7)  # noqa: S311 - kill timing, not security

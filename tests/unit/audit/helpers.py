@@ -128,9 +128,7 @@ def postgres_schema() -> Iterator[str]:
 
         admin = psycopg.connect(PG_ADMIN_URL, connect_timeout=2, autocommit=True)
     except Exception as exc:  # noqa: BLE001 - any failure to connect means: no server here
-        pytest.skip(
-            f"PostgreSQL not reachable at {PG_ADMIN_URL} ({type(exc).__name__}); PostgreSQL tests skipped"
-        )
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({type(exc).__name__}); PostgreSQL tests skipped")
     schema = f"mgcds_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')

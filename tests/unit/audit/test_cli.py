@@ -36,16 +36,12 @@ def filled(settings: Settings) -> dict[str, str]:
     return ids
 
 
-def test_verify_before_init_fails_with_store_error(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_verify_before_init_fails_with_store_error(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "verify"], settings=settings) == 2
     assert "audit verify failed" in capsys.readouterr().err
 
 
-def test_init_then_verify(
-    filled: dict[str, str], settings: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_init_then_verify(filled: dict[str, str], settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "verify"], settings=settings) == 0
     assert "chain intact: 3 records" in capsys.readouterr().out
 
@@ -55,9 +51,7 @@ def test_verify_names_the_first_broken_link(
 ) -> None:
     log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
     with log.store.engine.begin() as conn:
-        conn.execute(
-            text("UPDATE mgcds_audit_records SET payload = REPLACE(payload, 'pat-B', 'pat-Z') WHERE seq = 2")
-        )
+        conn.execute(text("UPDATE mgcds_audit_records SET payload = REPLACE(payload, 'pat-B', 'pat-Z') WHERE seq = 2"))
     log.close()
     assert main(["audit", "verify"], settings=settings) == 1
     err = capsys.readouterr().err
@@ -117,9 +111,7 @@ def test_show(filled: dict[str, str], settings: Settings, capsys: pytest.Capture
     assert main(["audit", "show", "nope"], settings=settings) == 1
 
 
-def test_export_fhir_is_valid_r4_audit_events(
-    filled: dict[str, str], settings: Settings, tmp_path: Path
-) -> None:
+def test_export_fhir_is_valid_r4_audit_events(filled: dict[str, str], settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "audit.ndjson"
     assert main(["audit", "export", "--format", "fhir", "--output", str(out)], settings=settings) == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]

@@ -22,9 +22,7 @@ def chain(store_url: str) -> Iterator[SqlAuditStore]:
     store.init_schema()
     calls = [make_call(patient_id=f"pat-{i}", minutes=i) for i in range(5)]
     entries = [make_entry(AuditEventType.SERVICE_CALL, call_to_payload(c)) for c in calls]
-    entries.append(
-        make_entry(AuditEventType.FEEDBACK, feedback_to_payload(make_feedback(calls[0].cards[0].uuid)))
-    )
+    entries.append(make_entry(AuditEventType.FEEDBACK, feedback_to_payload(make_feedback(calls[0].cards[0].uuid))))
     for entry in entries:  # one transaction each, as the writer does under load
         store.append([entry])
     assert store.verify().ok
