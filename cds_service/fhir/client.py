@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote_plus, urljoin, urlsplit
 
 import requests
 from cachetools import TTLCache
@@ -211,12 +211,12 @@ class FhirClient:
         self._collect(bundle, result)
         next_url = next_link(bundle)
         if next_url and result.truncated is None:
-            self._follow(base_url, next_url, token, result, seen={next_url})
+            self._follow(base_url, next_url, token, result, seen={_loop_key(next_url)})
         return result
 
     def _search(self, base_url: str, url: str, token: str | None) -> SearchResult:
         result = SearchResult()
-        self._follow(base_url, url, token, result, seen={url})
+        self._follow(base_url, url, token, result, seen={_loop_key(url)})
         return result
 
     def _follow(self, base_url: str, url: str, token: str | None, result: SearchResult, seen: set[str]) -> None:
@@ -242,10 +242,10 @@ class FhirClient:
                 # A next link to another host would carry the token elsewhere: never follow it.
                 result.truncated = "next link points to another server; not followed"
                 return
-            if following in seen:
+            if _loop_key(following) in seen:
                 result.truncated = "next link loops; stopped"
                 return
-            seen.add(following)
+            seen.add(_loop_key(following))
             current = following
 
     def _collect(self, bundle: Mapping[str, Any], result: SearchResult) -> None:
@@ -254,6 +254,11 @@ class FhirClient:
                 result.truncated = f"stopped after {self.max_entries} entries (entry cap)"
                 return
             result.resources.append(resource)
+
+
+def _loop_key(url: str) -> str:
+    # The same page can come back spelled differently (%7C for |, + for space): compare decoded forms.
+    return unquote_plus(url)
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:

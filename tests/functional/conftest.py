@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from cds_service import create_app
 from cds_service.config import Settings
 from tests.conftest import PROJECT_ROOT
+from tests.support.cards import strip_ids as strip_ids
 from tests.support.fhir_peer import FhirPeer, running_peer
 
 # The examples are written for this moment (examples/README.md).
@@ -56,15 +57,6 @@ def fhir_peer() -> Iterator[FhirPeer]:
     """A fake FHIR server on loopback (real HTTP) for fallback, status and paging cases."""
     with running_peer() as peer:
         yield peer
-
-
-def strip_ids(value: Any) -> Any:
-    """A card list without its random uuids, for comparing two runs."""
-    if isinstance(value, dict):
-        return {k: strip_ids(v) for k, v in value.items() if k != "uuid"}
-    if isinstance(value, list):
-        return [strip_ids(v) for v in value]
-    return value
 
 
 def assert_no_null_or_empty(value: Any, path: str = "$") -> None:
