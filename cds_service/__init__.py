@@ -33,6 +33,24 @@ def build_fhir_client(settings: Settings, guard: FhirServerGuard | None) -> Fhir
     )
 
 
+def build_terminology(settings: Settings) -> Any:
+    """The local value sets, plus the configured remote terminology service for codes they do not know."""
+    import requests
+
+    from terminology import FhirTerminologyLookup, RxNavLookup, default_terminology, load_terminology
+
+    if not settings.terminology_url:
+        return default_terminology()
+    lookup_class = RxNavLookup if settings.terminology_kind == "rxnav" else FhirTerminologyLookup
+    remote = lookup_class(
+        settings.terminology_url,
+        requests.Session(),
+        timeout=settings.terminology_timeout_seconds,
+        cache_ttl=settings.terminology_cache_ttl_seconds,
+    )
+    return load_terminology(remote=remote)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -50,12 +68,11 @@ def create_app(
     from cds_service.security.wiring import build_security
     from hooks import build_registry
     from hooks.base import observation_search_codes
-    from terminology import default_terminology
 
     settings = settings or load_settings()
     settings.instance_path.mkdir(parents=True, exist_ok=True)
 
-    terminology = terminology or default_terminology()
+    terminology = terminology or build_terminology(settings)
     if authenticate is None or fhir_guard is None:
         security = build_security(settings)
         authenticate = authenticate or security.authenticate

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cds_service.cards import build_cards
 from cds_service.engine import assess, assessment_to_dict, recommend
-from cds_service.errors import BadRequest
+from cds_service.errors import BadRequest, FhirError
 from cds_service.fhir.extract import DraftOrders, extract_facts
 from cds_service.fhir.prefetch import resolve_prefetch
 from hooks import HookOutcome
@@ -50,6 +50,17 @@ def run_pipeline(
         access_token=token,
     )
     check_patient_matches(data.resources("patient")[0], request.patient_id)
+
+    def fetch_medication(reference: str) -> dict[str, Any] | None:
+        # A MedicationRequest may point at a Medication the prefetch did not carry. Fail open: without it the
+        # drug is classified by the reference's display text, and the card says so.
+        if not request.fhirServer:
+            return None
+        try:
+            return runtime.fhir_client.read(request.fhirServer, reference, token)
+        except FhirError:
+            return None
+
     facts = extract_facts(
         data,
         patient_id=request.patient_id,
@@ -59,6 +70,7 @@ def run_pipeline(
         hook=service.hook,
         terminology=runtime.terminology,
         drafts=drafts,
+        fetch_medication=fetch_medication,
     )
     settings = runtime.settings
     assessment = assess(facts, runtime.clock(), settings.clinical)
