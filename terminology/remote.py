@@ -37,7 +37,12 @@ class RemoteLookup(Protocol):
 class _CachedLookup:
     """Shared caching and failure handling; subclasses implement ``_fetch``."""
 
-    def __init__(self, *, cache_ttl: float, cache_size: int = 4096) -> None:
+    def __init__(
+        self, base_url: str, session: requests.Session, timeout: float, cache_ttl: float, cache_size: int = 4096
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._session = session
+        self._timeout = timeout
         self._answers: TTLCache[str, IngredientList] = TTLCache(maxsize=cache_size, ttl=cache_ttl)
         self._failures: TTLCache[str, bool] = TTLCache(maxsize=cache_size, ttl=min(cache_ttl, FAILURE_TTL_SECONDS))
         self._lock = threading.Lock()
@@ -72,19 +77,6 @@ class _CachedLookup:
 class RxNavLookup(_CachedLookup):
     """NLM RxNav REST: ``GET {base}/REST/rxcui/{code}/related.json?tty=IN+PIN`` (RxNorm codes only)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        session: requests.Session,
-        timeout: float,
-        cache_ttl: float,
-        cache_size: int = 4096,
-    ) -> None:
-        super().__init__(cache_ttl=cache_ttl, cache_size=cache_size)
-        self._base = base_url.rstrip("/")
-        self._session = session
-        self._timeout = timeout
-
     def _fetch(self, system: str, code: str) -> IngredientList | None:
         if system != RXNORM or not code.isdigit():
             return None
@@ -109,19 +101,6 @@ class RxNavLookup(_CachedLookup):
 
 class FhirTerminologyLookup(_CachedLookup):
     """A FHIR terminology server: ``CodeSystem/$lookup`` ingredients, then ``ConceptMap/$translate``."""
-
-    def __init__(
-        self,
-        base_url: str,
-        session: requests.Session,
-        timeout: float,
-        cache_ttl: float,
-        cache_size: int = 4096,
-    ) -> None:
-        super().__init__(cache_ttl=cache_ttl, cache_size=cache_size)
-        self._base = base_url.rstrip("/")
-        self._session = session
-        self._timeout = timeout
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
         response = self._session.get(

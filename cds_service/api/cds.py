@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cds_service.api.models import CardsResponse, FeedbackRequest, HookRequest
 from cds_service.errors import (
@@ -27,6 +27,7 @@ from hooks import HookOutcome, ServiceRegistry
 log = logging.getLogger("mgcds.api")
 
 bp = Blueprint("cds", __name__)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _runtime() -> Runtime:
@@ -44,6 +45,15 @@ def validation_message(exc: ValidationError) -> tuple[str, str]:
     first = exc.errors(include_url=False)[0]
     path = ".".join(str(part) for part in first.get("loc", ())) or "body"
     return path, f"{path}: {first.get('msg', 'invalid')}"
+
+
+def parse_body(model: type[ModelT], body: dict[str, Any]) -> ModelT:
+    """Validate a JSON body against a wire model; 400 naming the first invalid field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        field, message = validation_message(exc)
+        raise BadRequest(message, field=field) from exc
 
 
 def _reject_constant(name: str) -> Any:
@@ -105,11 +115,7 @@ def invoke(service_id: str) -> tuple[Response, int]:
         body = read_json_body()
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object (a CDS Hooks request)", field="body")
-        try:
-            hook_request = HookRequest.model_validate(body)
-        except ValidationError as exc:
-            field, message = validation_message(exc)
-            raise BadRequest(message, field=field) from exc
+        hook_request = parse_body(HookRequest, body)
         g.mgcds_hook_instance = hook_request.hookInstance
         if hook_request.hook != service.definition.hook:
             raise BadRequest(
@@ -157,11 +163,7 @@ def feedback(service_id: str) -> tuple[Response, int]:
         body = {"feedback": [body]}
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with a feedback array", field="body")
-    try:
-        parsed = FeedbackRequest.model_validate(body)
-    except ValidationError as exc:
-        field, message = validation_message(exc)
-        raise BadRequest(message, field=field) from exc
+    parsed = parse_body(FeedbackRequest, body)
     recorder = current_app.extensions["mgcds.audit_recorder"]
     for item in parsed.feedback:
         recorder.record_feedback(service_id, item, caller)
