@@ -21,14 +21,17 @@ from terminology.valuesets import (
     validate_file,
 )
 
+MG_SALT_CLASSES = frozenset({"mg-salt-organic", "mg-salt-inorganic", "mg-salt-unspecified"})
+
 # Pairs of classes no single ingredient or product may fall into at once (a PPI listed as a diuretic, a salt
 # counted as both organic and inorganic). Combination products across diuretic classes are legitimate.
 FORBIDDEN_OVERLAPS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
     (DIURETIC_CLASSES, frozenset({"proton-pump-inhibitor"})),
     (frozenset({"mg-salt-organic"}), frozenset({"mg-salt-inorganic"})),
+    (frozenset({"mg-salt-organic", "mg-salt-inorganic"}), frozenset({"mg-salt-unspecified"})),
     (
-        frozenset({"mg-salt-organic", "mg-salt-inorganic"}),
-        frozenset(DRUG_CLASSES) - {"mg-salt-organic", "mg-salt-inorganic"},
+        MG_SALT_CLASSES,
+        frozenset(DRUG_CLASSES) - MG_SALT_CLASSES,
     ),
 )
 

@@ -66,6 +66,7 @@ DRUG_CLASSES: tuple[str, ...] = (
     "mg-wasting-other",
     "mg-salt-organic",
     "mg-salt-inorganic",
+    "mg-salt-unspecified",
     "interacts-tetracycline",
     "interacts-fluoroquinolone",
     "interacts-bisphosphonate",

@@ -29,6 +29,8 @@ PROTON_PUMP_INHIBITOR = "proton-pump-inhibitor"
 MG_WASTING_OTHER = "mg-wasting-other"
 MG_SALT_ORGANIC = "mg-salt-organic"
 MG_SALT_INORGANIC = "mg-salt-inorganic"
+# A magnesium supplement whose salt the order does not name ("Magnesium 250 mg"): a supplement for every safety rule.
+MG_SALT_UNSPECIFIED = "mg-salt-unspecified"
 INTERACTS_TETRACYCLINE = "interacts-tetracycline"
 INTERACTS_FLUOROQUINOLONE = "interacts-fluoroquinolone"
 INTERACTS_BISPHOSPHONATE = "interacts-bisphosphonate"
@@ -39,7 +41,7 @@ INTERACTS_GABAPENTIN = "interacts-gabapentin"
 DIURETIC_CLASSES = frozenset(
     {LOOP_DIURETIC, THIAZIDE_DIURETIC, POTASSIUM_SPARING_DIURETIC, CARBONIC_ANHYDRASE_INHIBITOR}
 )
-MG_SUPPLEMENT_CLASSES = frozenset({MG_SALT_ORGANIC, MG_SALT_INORGANIC})
+MG_SUPPLEMENT_CLASSES = frozenset({MG_SALT_ORGANIC, MG_SALT_INORGANIC, MG_SALT_UNSPECIFIED})
 INTERACTING_CLASSES = (
     INTERACTS_TETRACYCLINE,
     INTERACTS_FLUOROQUINOLONE,

@@ -16,6 +16,7 @@ from cds_service.engine.facts import (
     IONIZED_MAGNESIUM,
     MG_SALT_INORGANIC,
     MG_SALT_ORGANIC,
+    MG_SALT_UNSPECIFIED,
     ORDER_SELECT,
     ORDER_SIGN,
     PATIENT_VIEW,
@@ -137,6 +138,9 @@ def patient_view_recommendations(
     current = a.current_medications
     organic = with_class(current, {MG_SALT_ORGANIC})
     inorganic = with_class(current, {MG_SALT_INORGANIC})
+    # Safest reading (clinical-rules.md is silent): a magnesium supplement of unstated salt may be organic already;
+    # starting another could pass the 350 mg/day unsupervised upper level [PIC20], so no new start is suggested.
+    unstated = with_class(current, {MG_SALT_UNSPECIFIED})
     spacing = spacing_for(current)
     meds_flag = () if facts.medications_known else ("medications-unknown",)
 
@@ -154,7 +158,7 @@ def patient_view_recommendations(
                 evidence=tuple(m.evidence for m in inorganic) + r.mg_evidence(a),
             )
         )
-    elif deficient and serum != SEVERE_LOW and egfr_known and below_30 is False and not organic:
+    elif deficient and serum != SEVERE_LOW and egfr_known and below_30 is False and not organic and not unstated:
         suggestions = tuple(
             r.SuggestionSpec(
                 "start-" + salt.replace(" ", "-"),

@@ -124,3 +124,14 @@ def test_order_hooks_do_not_repeat_patient_view_testing_cards() -> None:
     assert a.recommendation_codes == ()
     severe = _run(facts(hook="order-sign", meds=(amoxicillin,), labs=(lab("serum-magnesium", 0.4),)))
     assert severe.recommendation_codes == ()
+
+
+def test_draft_magnesium_of_unstated_salt_is_a_supplement_for_contraindication_and_not_switched() -> None:
+    # Section 8: "a concerned draft is a magnesium supplement and eGFR < 30" -> contraindicated, with a delete.
+    # Its salt is not named, so it is not "an inorganic magnesium salt": no switch-to-organic.
+    draft = _draft("magnesium (salt not stated)", "mg-salt-unspecified", rid="mg1")
+    a = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 25),)))
+    assert a.recommendation_codes == (r.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    assert a.recommendations[0].suggestions[0].actions == (r.DeleteDraft("MedicationRequest", "mg1"),)
+    fine = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 95), lab("serum-magnesium", 0.8))))
+    assert fine.recommendation_codes == ()

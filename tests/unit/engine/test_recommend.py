@@ -16,6 +16,7 @@ PPI = med("omeprazole", "proton-pump-inhibitor")
 LOOP = med("furosemide", "loop-diuretic")
 CITRATE = med("magnesium citrate", "mg-salt-organic")
 OXIDE = med("magnesium oxide", "mg-salt-inorganic")
+UNSTATED = med("magnesium (salt not stated)", "mg-salt-unspecified")
 DOXY = med("doxycycline", "interacts-tetracycline")
 
 
@@ -158,7 +159,7 @@ def test_switch_to_organic_wins_over_supplement_organic() -> None:
 
 
 def test_stop_supplement_on_high_serum_with_any_salt() -> None:
-    for salt in (CITRATE, OXIDE):
+    for salt in (CITRATE, OXIDE, UNSTATED):
         a = _run(facts(labs=(lab("serum-magnesium", 1.2), lab("egfr", 95)), meds=(salt,)))
         assert a.recommendation_codes == (r.STOP_SUPPLEMENT,)
         assert _rec(a, r.STOP_SUPPLEMENT).indicator == r.WARNING
@@ -174,3 +175,11 @@ def test_spacing_advice_attached_to_supplement_card() -> None:
 def test_patient_view_never_emits_order_codes() -> None:
     draft = med("omeprazole", "proton-pump-inhibitor", draft=True, concerned=True)
     assert _codes(facts(meds=(draft,), labs=(lab("egfr", 95),))) == ()
+
+
+def test_a_supplement_of_unstated_salt_is_not_doubled_nor_switched() -> None:
+    # Serum 0.6 (low), eGFR 45: without any supplement, supplement-organic (see the spacing test above). With
+    # "Magnesium 250 mg" (salt not stated) the patient may already take an organic salt, and a second start could
+    # pass the 350 mg/day upper level: no supplement-organic; not inorganic either, so no switch-to-organic.
+    assert r.SUPPLEMENT_ORGANIC in _codes(facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45))))
+    assert _codes(facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45)), meds=(UNSTATED,))) == ()

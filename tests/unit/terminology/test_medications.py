@@ -331,3 +331,15 @@ def test_classification_is_dictionary_fast(term: Terminology) -> None:
         term.classify_medication(codings, "Lasix 40mg")
         term.classify_medication([], "Prilosec OTC 20 mg")
     assert time.perf_counter() - start < 2.0
+
+
+def test_magnesium_without_a_named_salt_is_a_supplement_of_unstated_salt() -> None:
+    from terminology import default_terminology
+
+    terminology = default_terminology()
+    plain = terminology.classify_medication([], "Magnesium 250 mg tablet")
+    assert [i.name for i in plain.ingredients] == ["magnesium (salt not stated)"]
+    assert plain.classes == frozenset({"mg-salt-unspecified"})
+    # A named salt always wins (longest name first): never both.
+    for text, salt_class in (("Magnesium citrate 150 mg", "mg-salt-organic"), ("Mag-Ox 400", "mg-salt-inorganic")):
+        assert terminology.classify_medication([], text).classes == frozenset({salt_class})
