@@ -121,7 +121,9 @@ class Action(_Strict):
     type: Literal["create", "update", "delete"]
     description: str = Field(min_length=1)
     resource: dict[str, Any] | None = None
-    resourceId: list[str] | None = None  # noqa: N815
+    # CDS Hooks 2.0 "Action" (requirement 135 in reference/cds-hooks-2.0-requirements.csv): a string, the relative
+    # reference of the resource to delete, e.g. "ServiceRequest/procedure-request-1" (spec-2.0.1-action-delete.json).
+    resourceId: str | None = Field(default=None, min_length=1)  # noqa: N815
 
     @model_validator(mode="after")
     def _shape(self) -> Action:
