@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -51,6 +52,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# A \uD800-\uDFFF escape: only then can the parsed body hold a lone surrogate (raw UTF-8 cannot encode one).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string (or key) anywhere in ``value`` holds an unpaired surrogate (not valid Unicode text)."""
+    stack = [value]
+    while stack:  # iterative: the body may be nested as deeply as the parser allows
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def read_json_body() -> Any:
     """The request body as JSON, with 415/413/400 for the wrong media type, size or syntax."""
     mimetype = request.mimetype or ""
@@ -64,13 +87,18 @@ def read_json_body() -> Any:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise BadRequest("the body is not UTF-8", field="body") from exc
     except RecursionError as exc:
         raise BadRequest("the JSON body is nested too deeply", field="body") from exc
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", field="body") from exc
+    # A lone surrogate escape (e.g. "\\ud800") is legal JSON syntax but not text (RFC 8259 section 8.2): it could not
+    # be written to the audit log or any UTF-8 store, so the request is refused here rather than failing later.
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
+        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape (not valid Unicode)", field="body")
+    return body
 
 
 def _audience(service_id: str, suffix: str = "") -> str:
