@@ -56,7 +56,8 @@ class SecuredApp:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         data = body if isinstance(body, bytes | str) else json.dumps(body)
-        return self.client.post(path, data=data, content_type="application/json", headers=headers, **kwargs)
+        content_type = kwargs.pop("content_type", "application/json")
+        return self.client.post(path, data=data, content_type=content_type, headers=headers, **kwargs)
 
     def call(self, path: str, body: Any, **kwargs: Any) -> TestResponse:
         """POST with a fresh valid token for ``path``."""
