@@ -46,6 +46,7 @@ def create_app(
 ) -> Flask:
     """Build the Flask app from explicit settings (read from the environment when None)."""
     from cds_service.api import register_api
+    from cds_service.logging import configure_logging, logging_configured
     from cds_service.recording import AuditRecorder
     from cds_service.security.wiring import build_security
     from hooks import build_registry
@@ -53,6 +54,10 @@ def create_app(
     from terminology import default_terminology
 
     settings = settings or load_settings()
+    if not logging_configured():
+        # Under any WSGI server (not only `mgcds serve`, which configures it first) log lines are the redacted JSON
+        # of cds_service.logging, with only SAFE_FIELDS kept.
+        configure_logging(settings.log_level)
     settings.instance_path.mkdir(parents=True, exist_ok=True)
 
     terminology = terminology or default_terminology()
@@ -89,6 +94,8 @@ def create_app(
     app.extensions["mgcds.services"] = build_registry(observation_search_codes(terminology))
     app.extensions["mgcds.audit_recorder"] = AuditRecorder(audit_log, clock=runtime.clock)
     register_api(app, settings)
-    if settings.dev:
+    if settings.dev and settings.trusted_issuers is None:
         log.warning("MgCDS is running in DEVELOPMENT MODE: callers are not authenticated. Never use it with PHI.")
+    elif settings.dev:
+        log.warning("MgCDS is running in DEVELOPMENT MODE: JWTs are checked, but http FHIR servers are allowed.")
     return app

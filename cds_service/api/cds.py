@@ -160,15 +160,32 @@ def invoke(service_id: str) -> tuple[Response, int]:
         response = CardsResponse.model_validate({"cards": outcome.cards})
     except (ClientError, PrerequisiteFailed) as exc:
         _record_failure(service_id, hook_request, caller, exc, started)
+        # The error code only: messages may name ids from the request; the audit log has the detail.
+        refused: dict[str, Any] = {
+            "event": "hook_refused",
+            "service_id": service_id[:100],
+            "status": exc.status,
+            "reason": exc.error,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        if hook_request is not None:
+            refused["hookInstance"] = hook_request.hookInstance
+        log.info("hook refused", extra=refused)
         raise
     elapsed_ms = (time.perf_counter() - started) * 1000
     _record_call(service_id, hook_request, caller, outcome, 200, elapsed_ms)
+    # Ids and timings only (DESIGN.md principle 9): never the patient, the values, the drugs or the tokens.
     log.info(
-        "hook answered service=%s hookInstance=%s cards=%s ms=%.1f",
-        service_id,
-        hook_request.hookInstance,
-        ",".join(c["uuid"] for c in outcome.cards) or "-",
-        elapsed_ms,
+        "hook answered",
+        extra={
+            "event": "hook_answered",
+            "service_id": service_id,
+            "hookInstance": hook_request.hookInstance,
+            "card_uuids": [card["uuid"] for card in outcome.cards],
+            "card_count": len(outcome.cards),
+            "status": 200,
+            "duration_ms": round(elapsed_ms, 1),
+        },
     )
     return jsonify(response.model_dump(mode="json", exclude_none=True)), 200
 
@@ -193,7 +210,16 @@ def feedback(service_id: str) -> tuple[Response, int]:
     recorder = current_app.extensions["mgcds.audit_recorder"]
     for item in parsed.feedback:
         recorder.record_feedback(service_id, item, caller)
-    log.info("feedback received service=%s items=%d", service_id, len(parsed.feedback))
+    log.info(
+        "feedback received",
+        extra={
+            "event": "feedback_received",
+            "service_id": service_id,
+            "count": len(parsed.feedback),
+            "card_uuids": [item.card for item in parsed.feedback],
+            "outcome": sorted({item.outcome for item in parsed.feedback}),
+        },
+    )
     return jsonify({"received": len(parsed.feedback)}), 200
 
 
