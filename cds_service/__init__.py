@@ -64,12 +64,17 @@ def create_app(
 ) -> Flask:
     """Build the Flask app from explicit settings (read from the environment when None)."""
     from cds_service.api import register_api
+    from cds_service.logging import configure_logging, logging_configured
     from cds_service.recording import AuditRecorder
     from cds_service.security.wiring import build_security
     from hooks import build_registry
     from hooks.base import observation_search_codes
 
     settings = settings or load_settings()
+    if not logging_configured():
+        # Under any WSGI server (not only `mgcds serve`, which configures it first) log lines are the redacted JSON
+        # of cds_service.logging, with only SAFE_FIELDS kept.
+        configure_logging(settings.log_level)
     settings.instance_path.mkdir(parents=True, exist_ok=True)
 
     terminology = terminology or build_terminology(settings)
@@ -117,6 +122,8 @@ def create_app(
             reviewer_password_hash=settings.reviewer_password_hash,
         )
     )
-    if settings.dev:
+    if settings.dev and settings.trusted_issuers is None:
         log.warning("MgCDS is running in DEVELOPMENT MODE: callers are not authenticated. Never use it with PHI.")
+    elif settings.dev:
+        log.warning("MgCDS is running in DEVELOPMENT MODE: JWTs are checked, but http FHIR servers are allowed.")
     return app

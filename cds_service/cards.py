@@ -165,18 +165,27 @@ class CardBuildError(RuntimeError):
     """A card we built is invalid: a programming error, never the caller's fault."""
 
 
-def escape_markdown(text: str) -> str:
-    """Make input text inert in markdown and HTML: one line, markdown specials escaped, <>& as entities."""
-    flat = _WHITESPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text)).strip()
+# Input text (drug names, displays, ids, notes) is shown at most this long: a multi-megabyte display from the EHR
+# must not be echoed into every card (issue 6 item 4, huge strings).
+MAX_INPUT_TEXT_CHARS = 300
+
+
+def escape_markdown(text: str, limit: int = MAX_INPUT_TEXT_CHARS) -> str:
+    """Make input text inert in markdown and HTML: one line, at most ``limit`` characters, markdown specials
+    escaped, <>& as entities."""
+    flat = _WHITESPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text[: limit * 4])).strip()
+    if len(flat) > limit or len(text) > limit * 4:
+        flat = flat[: limit - 3].rstrip() + "..."
     escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", flat)
     return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def plain_text(text: str, limit: int) -> str:
     """Input text for a plain-text summary: one line, no markup characters, at most ``limit`` characters."""
-    flat = _WHITESPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text)).strip()
+    # Only a bounded prefix is examined: a multi-megabyte input must not cost a pass over all of it.
+    flat = _WHITESPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text[: limit * 4])).strip()
     flat = re.sub(r"[<>*_`\[\]#|~\\]", "", flat)
-    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+    return flat if len(flat) <= limit and len(text) <= limit * 4 else flat[: limit - 3].rstrip() + "..."
 
 
 def build_cards(

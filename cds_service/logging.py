@@ -143,13 +143,34 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(line, default=str, ensure_ascii=False))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (test runners and servers swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        return  # always the current sys.stderr
+
+
 def build_handler(stream: Any = None) -> logging.Handler:
     """A stderr (or ``stream``) handler with the JSON formatter and the redacting filter."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
     return handler
+
+
+def logging_configured() -> bool:
+    """True when :func:`configure_logging` has installed its handler on the root logger."""
+    return any(handler.get_name() == _HANDLER_NAME for handler in logging.getLogger().handlers)
 
 
 def configure_logging(level: str, *, stream: Any = None) -> None:

@@ -23,11 +23,21 @@ if TYPE_CHECKING:
 
 _SEEN_CACHE = "order_session_cards"
 _SEEN_LOCK = threading.Lock()
+# An order-sign of a large admission order set holds tens of drafts, rarely more than a hundred. Far more is not an
+# ordering session but a hostile or broken payload: each draft is evaluated against every current medication and
+# can produce cards, so the work (and the answer) would grow without bound (issue 6 item 4: no hang).
+MAX_DRAFT_ORDERS = 200
 
 
 def drafts_for(request: HookRequest, *, selections_required: bool) -> DraftOrders:
     """The draft orders of an order hook; order-select's selections must name drafts in the Bundle (else 400)."""
     selections = request.context.get("selections") if selections_required else None
+    entries = request.context["draftOrders"].get("entry")
+    if isinstance(entries, list) and len(entries) > MAX_DRAFT_ORDERS:
+        raise BadRequest(
+            f"context.draftOrders holds {len(entries)} entries; at most {MAX_DRAFT_ORDERS} are evaluated per call",
+            field="context.draftOrders",
+        )
     drafts = parse_draft_orders(request.context["draftOrders"], selections, patient_id=request.patient_id)
     if selections_required:
         missing = [s for s in selections or () if s not in drafts.refs]

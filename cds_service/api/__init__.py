@@ -39,9 +39,11 @@ def register_api(app: Flask, settings: Settings) -> None:
     """Mount the blueprints, the error handlers and the cross-cutting request hooks."""
     from cds_service.api.cds import bp as cds_bp
     from cds_service.api.health import bp as health_bp
+    from cds_service.api.openapi import bp as openapi_bp
 
     app.register_blueprint(cds_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(openapi_bp)
     register_error_handlers(app)
 
     @app.before_request

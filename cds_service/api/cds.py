@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any, TypeVar
 
@@ -61,6 +62,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# A \uD800-\uDFFF escape: only then can the parsed body hold a lone surrogate (raw UTF-8 cannot encode one).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string (or key) anywhere in ``value`` holds an unpaired surrogate (not valid Unicode text)."""
+    stack = [value]
+    while stack:  # iterative: the body may be nested as deeply as the parser allows
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def read_json_body() -> Any:
     """The request body as JSON, with 415/413/400 for the wrong media type, size or syntax."""
     mimetype = request.mimetype or ""
@@ -74,13 +97,18 @@ def read_json_body() -> Any:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise BadRequest("the body is not UTF-8", field="body") from exc
     except RecursionError as exc:
         raise BadRequest("the JSON body is nested too deeply", field="body") from exc
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", field="body") from exc
+    # A lone surrogate escape (e.g. "\\ud800") is legal JSON syntax but not text (RFC 8259 section 8.2): it could not
+    # be written to the audit log or any UTF-8 store, so the request is refused here rather than failing later.
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
+        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape (not valid Unicode)", field="body")
+    return body
 
 
 def _audience(service_id: str, suffix: str = "") -> str:
@@ -138,15 +166,32 @@ def invoke(service_id: str) -> tuple[Response, int]:
         response = CardsResponse.model_validate({"cards": outcome.cards})
     except (ClientError, PrerequisiteFailed) as exc:
         _record_failure(service_id, hook_request, caller, exc, started)
+        # The error code only: messages may name ids from the request; the audit log has the detail.
+        refused: dict[str, Any] = {
+            "event": "hook_refused",
+            "service_id": service_id[:100],
+            "status": exc.status,
+            "reason": exc.error,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        if hook_request is not None:
+            refused["hookInstance"] = hook_request.hookInstance
+        log.info("hook refused", extra=refused)
         raise
     elapsed_ms = (time.perf_counter() - started) * 1000
     _record_call(service_id, hook_request, caller, outcome, 200, elapsed_ms)
+    # Ids and timings only (DESIGN.md principle 9): never the patient, the values, the drugs or the tokens.
     log.info(
-        "hook answered service=%s hookInstance=%s cards=%s ms=%.1f",
-        service_id,
-        hook_request.hookInstance,
-        ",".join(c["uuid"] for c in outcome.cards) or "-",
-        elapsed_ms,
+        "hook answered",
+        extra={
+            "event": "hook_answered",
+            "service_id": service_id,
+            "hookInstance": hook_request.hookInstance,
+            "card_uuids": [card["uuid"] for card in outcome.cards],
+            "card_count": len(outcome.cards),
+            "status": 200,
+            "duration_ms": round(elapsed_ms, 1),
+        },
     )
     return jsonify(response.model_dump(mode="json", exclude_none=True)), 200
 
@@ -167,7 +212,16 @@ def feedback(service_id: str) -> tuple[Response, int]:
     recorder = current_app.extensions["mgcds.audit_recorder"]
     for item in parsed.feedback:
         recorder.record_feedback(service_id, item, caller)
-    log.info("feedback received service=%s items=%d", service_id, len(parsed.feedback))
+    log.info(
+        "feedback received",
+        extra={
+            "event": "feedback_received",
+            "service_id": service_id,
+            "count": len(parsed.feedback),
+            "card_uuids": [item.card for item in parsed.feedback],
+            "outcome": sorted({item.outcome for item in parsed.feedback}),
+        },
+    )
     return jsonify({"received": len(parsed.feedback)}), 200
 
 

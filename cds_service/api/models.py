@@ -26,7 +26,9 @@ SUMMARY_MAX_LENGTH = 140  # CDS Hooks 2.0 "Card Attributes": summary SHOULD be u
 class _Wire(BaseModel):
     """Base: unknown fields are allowed in requests (the spec lets EHRs extend), kept as-is."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # hide_input_in_errors: a ValidationError's text (which can reach a log through an exception) never carries the
+    # patient's data or a token.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, hide_input_in_errors=True)
 
 
 class FhirAuthorization(_Wire):
@@ -95,7 +97,7 @@ class HookRequest(_Wire):
 class _Strict(BaseModel):
     """Base for what we send: no unknown fields, so a typo in our own code fails the response validation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # cards carry PHI: see _Wire
 
 
 class Coding(_Strict):
@@ -121,7 +123,9 @@ class Action(_Strict):
     type: Literal["create", "update", "delete"]
     description: str = Field(min_length=1)
     resource: dict[str, Any] | None = None
-    resourceId: str | None = Field(default=None, min_length=1)  # noqa: N815 - a string in CDS Hooks 2.0.1
+    # CDS Hooks 2.0 "Action" (requirement 135 in reference/cds-hooks-2.0-requirements.csv): a string, the relative
+    # reference of the resource to delete, e.g. "ServiceRequest/procedure-request-1" (spec-2.0.1-action-delete.json).
+    resourceId: str | None = Field(default=None, min_length=1)  # noqa: N815
 
     @model_validator(mode="after")
     def _shape(self) -> Action:

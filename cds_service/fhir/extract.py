@@ -8,6 +8,7 @@ fact marked unusable with its reason, or a note, never a crash and never a silen
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -123,6 +124,15 @@ def _display(codings: Sequence[CodeRef], text: str | None) -> str | None:
         if coding.display:
             return coding.display
     return None
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None: FHIR decimals are unbounded (10**400, 1e400) and must not become inf."""
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse_fhir_datetime(value: Any) -> datetime | None:
@@ -317,7 +327,10 @@ class _Extractor:
                 )
             if quantity.value is None:
                 return LabResult(concept, status, when, None, evidence, unusable_reason="valueQuantity has no value")
-            number = float(quantity.value)
+            finite = finite_number(quantity.value)
+            if finite is None:
+                return LabResult(concept, status, when, None, evidence, unusable_reason="value is not a finite number")
+            number = finite
             comparator = quantity.comparator
             units = [u for u in (quantity.code, quantity.unit) if u]
             evidence = _with(evidence, value=_shown_number(comparator, number), unit=quantity.unit or quantity.code)
@@ -333,11 +346,17 @@ class _Extractor:
                 return LabResult(
                     concept, status, when, None, evidence, unusable_reason="value sent as text without a unit"
                 )
-            comparator, number = parsed.group(1), float(parsed.group(2))
+            finite = finite_number(parsed.group(2))
+            if finite is None:
+                return LabResult(concept, status, when, None, evidence, unusable_reason="value is not a finite number")
+            comparator, number = parsed.group(1), finite
             units = [_EGFR_CANONICAL_UNIT] if concept == EGFR else []
         elif isinstance(element.get("valueInteger"), int) and not isinstance(element.get("valueInteger"), bool):
-            number, comparator, units = float(element["valueInteger"]), None, []
-            evidence = _with(evidence, value=str(element["valueInteger"]))
+            finite = finite_number(element["valueInteger"])
+            if finite is None:
+                return LabResult(concept, status, when, None, evidence, unusable_reason="value is not a finite number")
+            number, comparator, units = finite, None, []
+            evidence = _with(evidence, value=str(element["valueInteger"])[:40])
         else:
             reason = "no value"
             if isinstance(element.get("dataAbsentReason"), dict):
@@ -393,9 +412,10 @@ class _Extractor:
             except ValidationError:
                 return None, None
             unit = (quantity.code or quantity.unit or "").lower()
-            if quantity.value is None or unit != "mmol/l":
+            bound = finite_number(quantity.value) if quantity.value is not None else None
+            if bound is None or unit != "mmol/l":
                 return None, None
-            bounds.append(float(quantity.value))
+            bounds.append(bound)
         if bounds[0] >= bounds[1]:
             return None, None
         return bounds[0], bounds[1]

@@ -10,31 +10,18 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tests.support.security import SigningKey, jwks_of, sign
+
+__all__ = ["SigningKey", "jwks_of", "sign"]
 
 # One fixed instant for every token test (2026-01-01T00:00:00Z); tokens are built relative to it.
 NOW = 1_767_225_600.0
 AUDIENCE = "https://mgcds.example.org/cds-services/mg-patient-view"
 ISSUER = "https://ehr.example.org"
 TENANT = "tenant-a"
-
-
-@dataclass
-class SigningKey:
-    """A private key, the kid and alg it signs with, and its public JWK."""
-
-    private_key: Any
-    kid: str
-    alg: str
-
-    def public_jwk(self) -> dict[str, Any]:
-        """The public half as a JWK with kid, use and alg."""
-        algorithm = jwt.get_algorithm_by_name(self.alg)
-        data: dict[str, Any] = json.loads(algorithm.to_jwk(self.private_key.public_key()))
-        data.update(kid=self.kid, use="sig", alg=self.alg)
-        return data
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +42,6 @@ def es256_key() -> SigningKey:
     return SigningKey(ec.generate_private_key(ec.SECP256R1()), "es256-key", "ES256")
 
 
-def jwks_of(*keys: SigningKey) -> dict[str, Any]:
-    """A JWK Set holding the public halves of ``keys``."""
-    return {"keys": [key.public_jwk() for key in keys]}
-
-
 def claims(**overrides: Any) -> dict[str, Any]:
     """Valid CDS Hooks JWT claims at NOW; keyword arguments replace (value None removes) a claim."""
     payload: dict[str, Any] = {
@@ -76,12 +58,6 @@ def claims(**overrides: Any) -> dict[str, Any]:
         else:
             payload[name] = value
     return payload
-
-
-def sign(key: SigningKey, payload: dict[str, Any], **header: Any) -> str:
-    """A compact JWS of ``payload`` signed by ``key`` with kid/typ and any extra header fields."""
-    headers = {"kid": key.kid, "typ": "JWT", **header}
-    return jwt.encode(payload, key.private_key, algorithm=key.alg, headers=headers)
 
 
 @dataclass
