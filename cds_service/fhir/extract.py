@@ -217,6 +217,7 @@ class _Extractor:
         self.fetch_medication = fetch_medication
         self.notes: list[str] = []
         self.foreign = 0
+        self.unreadable_medications = 0
 
     def mine(self, resources: Iterable[dict[str, Any]], resource_type: str) -> Iterable[dict[str, Any]]:
         for resource in resources:
@@ -436,16 +437,20 @@ class _Extractor:
     def _medication_concept(
         self, resource: Mapping[str, Any]
     ) -> tuple[list[CodeRef], str | None, list[tuple[list[CodeRef], str | None]], str | None]:
-        concept = _codeable(resource.get("medicationCodeableConcept"))
+        raw_concept = resource.get("medicationCodeableConcept")
+        concept = _codeable(raw_concept)
         if concept is not None:
             return concept[0], concept[1], [], None
+        if raw_concept is not None:
+            return [], None, [], "medicationCodeableConcept is not a valid CodeableConcept"
         reference = resource.get("medicationReference")
         ref = _reference(reference)
         display = reference.get("display") if isinstance(reference, dict) else None
         medication = self._resolve_medication(resource, ref)
         if medication is None:
-            note = f"{ref or 'medication'} not available; classified by its display text" if display else None
-            return [], display if isinstance(display, str) else None, [], note or f"{ref} could not be read"
+            if isinstance(display, str) and display:
+                return [], display, [], f"{ref or 'medication'} not available; classified by its display text"
+            return [], None, [], f"{ref} could not be read" if ref else "no medication given"
         code = _codeable(medication.get("code")) or ([], None)
         ingredients: list[tuple[list[CodeRef], str | None]] = []
         for item in medication.get("ingredient") or ():
@@ -473,8 +478,11 @@ class _Extractor:
     def _medication(self, resource: dict[str, Any], *, draft: bool, concerned: set[str]) -> MedicationFact | None:
         codings, text, ingredients, note = self._medication_concept(resource)
         if not codings and not text and not ingredients:
-            if note:
-                self.notes.append(f"{resource['resourceType']}/{_rid(resource)}: {note}")
+            # Which drug this is cannot be read: it might be a diuretic or a PPI. Counting it as "none of these"
+            # would understate the score, so the medication list is treated as incomplete (each drug component
+            # becomes [0, 1], as when the list could not be retrieved).
+            self.unreadable_medications += 1
+            self.notes.append(f"{resource['resourceType']}/{_rid(resource)}: {note or 'medication not readable'}")
             return None
         classification = self.terminology.classify_medication(codings, text, ingredients)
         self.notes.extend(f"{resource['resourceType']}/{_rid(resource)}: {n}" for n in classification.notes)
@@ -641,7 +649,11 @@ def extract_facts(
         medications=tuple(meds),
         conditions=tuple(conditions),
         orders=tuple(orders),
-        medications_known=data.known("medicationStatements") and data.known("medicationRequests"),
+        medications_known=(
+            data.known("medicationStatements")
+            and data.known("medicationRequests")
+            and extractor.unreadable_medications == 0
+        ),
         labs_known=data.known("observations"),
         conditions_known=data.known("conditions"),
         orders_known=data.known("serviceRequests"),

@@ -85,3 +85,13 @@ def test_a_referenced_medication_is_read_from_the_fhir_server(app: Any, fhir_pee
     assert app.test_client().post(PV, json=request).status_code == 200
     assert _diuretic_points(app) == [1, 1]
     assert fhir_peer.paths() == ["/fhir/Medication/med-1"]
+
+
+def test_an_unreadable_medication_makes_the_drug_components_unknown_not_zero(app: Any) -> None:
+    # The drug of mr-1 cannot be read (a CodeableConcept of the wrong shape): it might be a diuretic, so the diuretic
+    # component is [0, 1], not 0, and the card says which resource could not be read.
+    request = _request_with_medication({"medicationCodeableConcept": {"coding": "not-a-list"}})
+    response = app.test_client().post(PV, json=request)
+    assert response.status_code == 200
+    assert _diuretic_points(app) == [0, 1]
+    assert any("medicationCodeableConcept is not a valid" in card["detail"] for card in response.get_json()["cards"])
