@@ -96,6 +96,15 @@ INGREDIENT_CODES = [
     ("139462", "moxifloxacin", "public RxNorm antibiotic map"),
     ("10582", "levothyroxine", "public RxCUI tables"),
     ("25480", "gabapentin", "public RxCUI tables"),
+    # CPIC database schema, cpicpgx/cpic-schema drug.sql: rows "RxNorm:<code>\t<name>".
+    ("2555", "cisplatin", "CPIC drug.sql"),
+    ("40048", "carboplatin", "CPIC drug.sql"),
+    ("32592", "oxaliplatin", "CPIC drug.sql"),
+    ("318341", "cetuximab", "CPIC drug.sql"),
+    ("42316", "tacrolimus", "CPIC drug.sql"),
+    ("3008", "cyclosporine", "CPIC drug.sql"),
+    ("6826", "methazolamide", "CPIC drug.sql"),
+    ("1433868", "dolutegravir", "CPIC drug.sql"),
 ]
 
 # Product codes (SCD/SBD/SCDC) and the ingredients they contain.
@@ -121,6 +130,32 @@ PRODUCT_CODES = [
     ("207212", {"omeprazole"}, "PEDSnet rx_ppi, [Prilosec] SBD"),
     ("328287", {"ciprofloxacin"}, "HL7 nhsn-dqm example"),
     ("1806380", {"gabapentin"}, "VSAC eCQM expansion"),
+    # PEDSnet Variable-Dictionary drugs/rx_ppi.csv (OMOP rows, vocabulary RxNorm).
+    ("402014", {"omeprazole"}, "PEDSnet rx_ppi, omeprazole 20 MG DR tablet"),
+    ("606726", {"esomeprazole"}, "PEDSnet rx_ppi, esomeprazole 20 MG DR capsule"),
+    ("606728", {"esomeprazole"}, "PEDSnet rx_ppi, [Nexium] SBD"),
+    ("311277", {"lansoprazole"}, "PEDSnet rx_ppi, lansoprazole 30 MG DR capsule"),
+    ("206206", {"lansoprazole"}, "PEDSnet rx_ppi, [Prevacid] SBD"),
+    ("314200", {"pantoprazole"}, "PEDSnet rx_ppi, pantoprazole 40 MG DR tablet"),
+    ("284400", {"pantoprazole"}, "PEDSnet rx_ppi, [Protonix] SBD"),
+    ("283669", {"pantoprazole"}, "PEDSnet rx_ppi, pantoprazole 40 MG Injection"),
+    # PEDSnet rx_tacrolimus_cyclosporine.csv and rx_cai.csv, rx_diuretics_thiazides.csv.
+    ("198379", {"tacrolimus"}, "PEDSnet rx_tacrolimus_cyclosporine, 1 ML tacrolimus 5 MG/ML Injection"),
+    ("212957", {"cyclosporine"}, "PEDSnet rx_tacrolimus_cyclosporine, [Sandimmune] oral solution"),
+    ("1732369", {"cyclosporine"}, "PEDSnet rx_tacrolimus_cyclosporine, [Sandimmune] injection"),
+    ("307702", {"acetazolamide"}, "PEDSnet rx_cai, acetazolamide 500 MG Injection"),
+    ("197886", {"hydrochlorothiazide"}, "PEDSnet rx_diuretics_thiazides, HCTZ / lisinopril (lisinopril not a member)"),
+    ("213447", {"chlorothiazide"}, "PEDSnet rx_diuretics_thiazides, [Diuril] 500 MG tablet"),
+    # VSAC 'Antibiotic Medications for Pharyngitis' 2.16.840.1.113883.3.464.1003.196.12.1001 (ecqm-content-r4-2021).
+    ("1649988", {"doxycycline"}, "VSAC pharyngitis, doxycycline hyclate 100 MG capsule"),
+    ("197984", {"minocycline"}, "VSAC pharyngitis, minocycline 100 MG capsule"),
+    ("198250", {"tetracycline"}, "VSAC pharyngitis, tetracycline hydrochloride 250 MG capsule"),
+    ("309309", {"ciprofloxacin"}, "VSAC pharyngitis, ciprofloxacin 500 MG tablet"),
+    ("199885", {"levofloxacin"}, "VSAC pharyngitis, levofloxacin 500 MG tablet"),
+    ("311787", {"moxifloxacin"}, "VSAC pharyngitis, moxifloxacin 400 MG tablet"),
+    ("1870650", {"gentamicin"}, "VSAC pharyngitis, 2 ML gentamicin 40 MG/ML Injection"),
+    ("313416", {"tobramycin"}, "VSAC pharyngitis, tobramycin 10 MG/ML injectable solution"),
+    ("1723156", {"amikacin"}, "VSAC pharyngitis, 2 ML amikacin 250 MG/ML Injection"),
 ]
 
 # Brand names in free text (the drug's US brand), one per drug where a brand exists.
@@ -229,6 +264,12 @@ def test_ingredient_code(term: Terminology, code: str, name: str, source: str) -
     assert [i.name for i in result.ingredients] == [name], source
     assert result.ingredients[0].rxnorm == code
     assert result.ingredients[0].matched_by.startswith(f"RxNorm {code}")
+
+
+def test_every_listed_rxnorm_ingredient_code_has_a_sourced_row_above(term: Terminology) -> None:
+    # A code added to a value set without a sourced row in INGREDIENT_CODES would go untested.
+    listed = {rec.rxnorm: name for name, rec in term.indexes.ingredients.items() if rec.rxnorm}
+    assert listed == {code: name for code, name, _ in INGREDIENT_CODES}
 
 
 @pytest.mark.parametrize(("code", "names", "source"), PRODUCT_CODES)
