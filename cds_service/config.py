@@ -63,6 +63,8 @@ class Settings:
     terminology_cache_ttl_seconds: int = 86400
     # Order hooks: how long an order-select card suppresses the same card at order-sign for the same draft.
     order_session_ttl_seconds: int = 1800
+    # Benchmark only: mounts POST /bench/floor, the framework-cost floor of bench/run.py. Never on by default.
+    bench_floor: bool = False
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
 
     @property
