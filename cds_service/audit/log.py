@@ -39,6 +39,15 @@ _IDLE_POLL_SECONDS = 5.0  # also picks up spool files left by killed processes s
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON values only, so building a record can never fail on what the engine put in it."""
+    # Performance: a call record holds hundreds of plain values; exact built-in types take the short way and
+    # give what the general rules below would (subclasses such as enums still take the general rules).
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _jsonable(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_jsonable(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
