@@ -8,6 +8,9 @@ Scenarios (docs/performance.md):
   B-cold  patient-view without prefetch: the service reads the real test FHIR server (tests/integration) through a
           proxy adding 50 ms per request; a new access token per call, so the token-keyed cache never helps
   B-warm  the same with one token: after the first call per worker the service's FHIR cache answers
+  B-replay  as B-cold, but the proxy replays the server's recorded answers (still 50 ms each): the test server's
+          own search time (about 150 ms for the Observation search, one Node thread) is taken out, what is left
+          is the service's own cost with five concurrent 50 ms queries
   C       order-sign, three draft orders, full prefetch
   D       the floor: POST /bench/floor (mounted by MGCDS_BENCH_FLOOR=1) parses the same body, answers a fixed card
 
@@ -47,7 +50,7 @@ from bench import scenarios  # noqa: E402 - needs the project root on sys.path w
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-ALL_SCENARIOS = ("D", "A", "C", "B-cold", "B-warm")
+ALL_SCENARIOS = ("D", "A", "C", "B-cold", "B-warm", "B-replay")
 FHIR_DELAY_SECONDS = 0.050
 WARMUP_CALLS = 5
 # Replaced in each body by the driver: one fixed token (warm cache) or a new one per call (cold cache).
@@ -83,6 +86,7 @@ class Scenario:
     body_file: Path
     fresh_token: bool = False
     audited: bool = True
+    replay_fhir: bool = False
 
 
 def free_port() -> int:
@@ -279,36 +283,80 @@ def running_service(env: dict[str, str], port: int, args: argparse.Namespace, lo
                     process.wait(timeout=10)
 
 
+@dataclass
+class DelayedFhir:
+    """The proxy in front of the test FHIR server, and the benchmark patient's id there."""
+
+    proxy: Any
+    patient_id: str
+    observation_search_ms: float
+
+
 @contextmanager
-def delayed_fhir_server(now: datetime) -> Iterator[tuple[str, str]]:
+def delayed_fhir_server(now: datetime) -> Iterator[DelayedFhir]:
     """The integration tests' FHIR server with the patient loaded, behind a proxy adding 50 ms per request.
 
-    Yields (proxy base URL, patient id). The proxy stands for an EHR's gateway: it accepts whatever token the
-    service sends and forwards with the server's own, so that scenario B-cold can use a new token per call.
+    The proxy stands for an EHR's gateway: it accepts whatever token the service sends and forwards with the
+    server's own, so that scenario B-cold can use a new token per call. With ``replay`` set it answers a request
+    it has seen from its recording of the server's answer (same 50 ms delay): scenario B-replay.
     """
     from tests.integration.conftest import start_fhir_server
     from tests.integration.fault_proxy import Fault, FaultProxy
 
     class GatewayProxy(FaultProxy):
-        """FaultProxy that replaces the caller's bearer token with the upstream's."""
+        """FaultProxy that replaces the caller's bearer token with the upstream's, and can replay answers."""
 
         def __init__(self, upstream: str, token: str) -> None:
             super().__init__(upstream=upstream)
             self._upstream_token = token
+            self._recorded: dict[tuple[str, str], tuple[int, str, bytes]] = {}
+            self.replay = False
+
+        def _handler_class(self) -> Any:
+            base = super()._handler_class()
+
+            class NoDelayHandler(base):  # type: ignore[misc, valid-type]
+                # The handler writes headers and body separately: without TCP_NODELAY, Nagle's algorithm and
+                # the client's delayed ACK add about 40 ms to every answer, which is not the latency we model.
+                disable_nagle_algorithm = True
+
+            return NoDelayHandler
 
         def _forward(self, handler: Any, method: str, body: bytes) -> tuple[int, str, bytes]:
+            key = (method, str(handler.path))
+            if self.replay and key in self._recorded:
+                return self._recorded[key]
             del handler.headers["Authorization"]
             handler.headers["Authorization"] = f"Bearer {self._upstream_token}"
-            return super()._forward(handler, method, body)
+            answer = super()._forward(handler, method, body)
+            if answer[0] == 200:
+                self._recorded[key] = answer
+            return answer
 
     server = start_fhir_server()
     try:
         patient_id = server.patient_id(server.load_bundle(scenarios.transaction_bundle(now)))
+        search_ms = observation_search_time(server, patient_id)
         with GatewayProxy(server.base_url, server.token) as proxy:
             proxy.add_rule(r".", Fault.DELAY, delay_seconds=FHIR_DELAY_SECONDS)
-            yield proxy.base_url, patient_id
+            yield DelayedFhir(proxy, patient_id, search_ms)
     finally:
         server.stop()
+
+
+def observation_search_time(server: Any, patient_id: str) -> float:
+    """The test server's own time for the service's Observation search (best of five, no proxy, no load)."""
+    from hooks.base import OBSERVATIONS_KEY, observation_search_codes, prefetch_templates
+    from terminology import default_terminology
+
+    template = prefetch_templates(observation_search_codes(default_terminology()))[OBSERVATIONS_KEY]
+    query = template.replace("{{context.patientId}}", patient_id)
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        server.get(query)
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 # --- audit check -------------------------------------------------------------------------------------------
@@ -342,7 +390,7 @@ def audit_check(env: dict[str, str]) -> dict[str, Any]:
 # --- the run -----------------------------------------------------------------------------------------------
 
 
-def write_bodies(folder: Path, now: datetime, fhir: tuple[str, str] | None) -> dict[str, Scenario]:
+def write_bodies(folder: Path, now: datetime, fhir: DelayedFhir | None) -> dict[str, Scenario]:
     """Write each scenario's request body to a file; returns the scenarios by name."""
 
     def dump(name: str, body: dict[str, Any]) -> Path:
@@ -357,13 +405,18 @@ def write_bodies(folder: Path, now: datetime, fhir: tuple[str, str] | None) -> d
         "D": Scenario("D", "/bench/floor", patient_view, audited=False),
     }
     if fhir is not None:
-        proxy_url, patient_id = fhir
         body = scenarios.patient_view_request(
-            now, with_prefetch=False, patient_id=patient_id, fhir_server=proxy_url, access_token=TOKEN_PLACEHOLDER
+            now,
+            with_prefetch=False,
+            patient_id=fhir.patient_id,
+            fhir_server=fhir.proxy.base_url,
+            access_token=TOKEN_PLACEHOLDER,
         )
         template = dump("B", body)
-        chosen["B-cold"] = Scenario("B-cold", "/cds-services/mg-patient-view", template, fresh_token=True)
-        chosen["B-warm"] = Scenario("B-warm", "/cds-services/mg-patient-view", template)
+        path = "/cds-services/mg-patient-view"
+        chosen["B-cold"] = Scenario("B-cold", path, template, fresh_token=True)
+        chosen["B-warm"] = Scenario("B-warm", path, template)
+        chosen["B-replay"] = Scenario("B-replay", path, template, fresh_token=True, replay_fhir=True)
     return chosen
 
 
@@ -450,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             with running_service(env, port, args, log_file) as base_url:
                 for name in [n for n in ALL_SCENARIOS if n in wanted]:
                     scenario = chosen[name]
+                    if fhir is not None:
+                        fhir.proxy.replay = scenario.replay_fhir
                     warmups = warm_up(base_url, scenario)
                     print(
                         f"bench: {name} ({scenario.path}) {args.clients} clients, {args.duration} s ...",
@@ -465,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             print(log_file.read_text(encoding="utf-8")[-3000:], file=sys.stderr)
             raise
         audit = audit_check(env)
+        fhir_search_ms = fhir.observation_search_ms if fhir is not None else None
     load_after = load_average()
     by_name = {r.name: r for r in results}
     # Every call that got an answer must be in the audit log; calls still in flight when the driver stopped
@@ -491,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             "worker_class": "gthread",
             "fhir_max_concurrency": args.fhir_max_concurrency,
             "fhir_delay_ms": FHIR_DELAY_SECONDS * 1000,
+            "fhir_server_observation_search_ms": fhir_search_ms,
             "log_level": args.log_level,
             "audit_store": "postgresql" if args.audit_url.startswith("postgres") else "sqlite (temporary file)",
             "dev_mode": True,
@@ -501,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
             "C/D": ratio(by_name.get("C"), by_name.get("D")),
             "B-warm p50 / A p50": round(by_name["B-warm"].p50_ms / by_name["A"].p50_ms, 3)
             if "B-warm" in by_name and "A" in by_name and by_name["A"].p50_ms
+            else None,
+            "B-warm p90 / A p90": round(by_name["B-warm"].p90_ms / by_name["A"].p90_ms, 3)
+            if "B-warm" in by_name and "A" in by_name and by_name["A"].p90_ms
             else None,
         },
         "audit": audit,
