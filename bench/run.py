@@ -470,6 +470,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fhir-max-concurrency", type=int, default=32, help="MGCDS_FHIR_MAX_CONCURRENCY")
     parser.add_argument("--log-level", default="INFO", help="MGCDS_LOG_LEVEL of the service (default INFO)")
     parser.add_argument("--audit-url", default="", help="audit store URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="audit in a fresh schema of the PostgreSQL on 127.0.0.1:5432 (database test, dropped afterwards)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="results JSON (default bench/results/<time>.json)")
     return parser.parse_args(argv)
 
@@ -494,9 +499,18 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mgcds-bench-")))
         instance = tmp / "instance"
+        if args.postgres:
+            from tests.unit.audit.helpers import postgres_schema
+
+            args.audit_url = stack.enter_context(postgres_schema())
         fhir = stack.enter_context(delayed_fhir_server(now)) if any(n.startswith("B") for n in wanted) else None
         chosen = write_bodies(tmp, now, fhir)
         env = service_env(instance, args)
+        if args.audit_url:
+            # Outside SQLite development mode the schema is created explicitly, as in production.
+            subprocess.run(
+                [sys.executable, "-m", "cds_service.cli", "audit", "init"], env=env, cwd=PROJECT_ROOT, check=True
+            )
         log_file = tmp / "service.log"
         port = free_port()
         try:
