@@ -338,6 +338,9 @@ def delayed_fhir_server(now: datetime) -> Iterator[DelayedFhir]:
         patient_id = server.patient_id(server.load_bundle(scenarios.transaction_bundle(now)))
         search_ms = observation_search_time(server, patient_id)
         with GatewayProxy(server.base_url, server.token) as proxy:
+            # socketserver listens with a backlog of 5: bursts of new connections from the service would overflow
+            # it and wait a second for the SYN to be retried. Listening again on Linux just raises the backlog.
+            proxy._server.socket.listen(1024)
             proxy.add_rule(r".", Fault.DELAY, delay_seconds=FHIR_DELAY_SECONDS)
             yield DelayedFhir(proxy, patient_id, search_ms)
     finally:
