@@ -235,6 +235,8 @@ def service_env(instance: Path, args: argparse.Namespace) -> dict[str, str]:
     )
     if args.audit_url:
         env["MGCDS_AUDIT_URL"] = args.audit_url
+    if args.worker_connections is not None:
+        env["MGCDS_WORKER_CONNECTIONS"] = str(args.worker_connections)
     return env
 
 
@@ -470,6 +472,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: leave cores to us)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (MGCDS_WORKERS)")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (MGCDS_THREADS)")
+    parser.add_argument(
+        "--worker-connections", type=int, default=None, help="MGCDS_WORKER_CONNECTIONS (default: the service's)"
+    )
     parser.add_argument("--fhir-max-concurrency", type=int, default=32, help="MGCDS_FHIR_MAX_CONCURRENCY")
     parser.add_argument("--log-level", default="INFO", help="MGCDS_LOG_LEVEL of the service (default INFO)")
     parser.add_argument("--audit-url", default="", help="audit store URL (default: a temporary SQLite file)")
@@ -561,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "workers": args.workers,
             "threads": args.threads,
+            "worker_connections": args.worker_connections or "default (1000)",
             "worker_class": "gthread",
             "fhir_max_concurrency": args.fhir_max_concurrency,
             "fhir_delay_ms": FHIR_DELAY_SECONDS * 1000,
