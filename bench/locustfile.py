@@ -14,9 +14,9 @@ from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
 _PATH = os.environ.get("BENCH_PATH", "/")
-_TEMPLATE = Path(os.environ.get("BENCH_BODY_FILE", os.devnull)).read_bytes()
+_TEMPLATE = Path(os.environ.get("BENCH_BODY_FILE", os.devnull)).read_text(encoding="utf-8")
 _FRESH_TOKEN = os.environ.get("BENCH_FRESH_TOKEN") == "1"
-_WARM_BODY = _TEMPLATE.replace(b"__TOKEN__", b"bench-warm-token")
+_WARM_BODY = _TEMPLATE.replace("__TOKEN__", "bench-warm-token")
 _COUNTER = itertools.count()
 _HEADERS = {"Content-Type": "application/json"}
 
@@ -31,7 +31,7 @@ class HookCaller(FastHttpUser):
         """One hook call; anything but 200 counts as a failure."""
         body = _WARM_BODY
         if _FRESH_TOKEN:
-            body = _TEMPLATE.replace(b"__TOKEN__", f"bench-cold-{os.getpid()}-{next(_COUNTER)}".encode())
+            body = _TEMPLATE.replace("__TOKEN__", f"bench-cold-{os.getpid()}-{next(_COUNTER)}")
         with self.client.post(_PATH, data=body, headers=_HEADERS, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}")
