@@ -54,6 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
             self.cfg.set("workers", settings.workers)
             self.cfg.set("threads", settings.threads)
+            self.cfg.set("worker_connections", settings.worker_connections)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)

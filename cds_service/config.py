@@ -30,6 +30,11 @@ class Settings:
     port: int = 8080
     workers: int = 2
     threads: int = 4
+    # Most connections one worker holds (gunicorn's worker_connections). Workers accept greedily: with few
+    # long-lived keep-alive clients one worker may take them all while the other idles (docs/performance.md).
+    # A cap at or just above the expected client count spreads them, but a client beyond the total waits for
+    # a free slot, so the default stays gunicorn's.
+    worker_connections: int = 1000
     log_level: str = "INFO"
     # The externally visible base URL of this service (behind a proxy too); JWT `aud` is checked against it.
     public_base_url: str = "http://127.0.0.1:8080"
@@ -63,6 +68,8 @@ class Settings:
     terminology_cache_ttl_seconds: int = 86400
     # Order hooks: how long an order-select card suppresses the same card at order-sign for the same draft.
     order_session_ttl_seconds: int = 1800
+    # Benchmark only: mounts POST /bench/floor, the framework-cost floor of bench/run.py. Never on by default.
+    bench_floor: bool = False
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
 
     @property
@@ -144,6 +151,8 @@ def validate(settings: Settings) -> None:
     """Reject settings that cannot work, with a message naming the variable."""
     if not 0 < settings.port < 65536:
         raise ConfigurationError(f"{PREFIX}PORT must be 1-65535, got {settings.port}")
+    if settings.worker_connections < 1:
+        raise ConfigurationError(f"{PREFIX}WORKER_CONNECTIONS must be at least 1")
     if settings.max_body_bytes <= 0:
         raise ConfigurationError(f"{PREFIX}MAX_BODY_BYTES must be positive")
     if settings.fhir_timeout_seconds <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 def _phrase_pattern(phrase: str) -> str:
@@ -57,7 +58,12 @@ class NameMatcher:
         return hits
 
 
+@lru_cache(maxsize=4096)
+def _phrase_regex(phrase: str) -> re.Pattern[str]:
+    # Phrases come from the value sets (a few hundred): build each pattern once, not on every call (performance).
+    return re.compile(rf"(?<![a-z0-9]){_phrase_pattern(phrase.lower())}(?![a-z0-9])")
+
+
 def contains_phrase(text: str, phrase: str) -> bool:
     """Whether ``phrase`` occurs in ``text`` on word boundaries, case-insensitively."""
-    pattern = rf"(?<![a-z0-9]){_phrase_pattern(phrase.lower())}(?![a-z0-9])"
-    return re.search(pattern, text.lower()) is not None
+    return _phrase_regex(phrase).search(text.lower()) is not None

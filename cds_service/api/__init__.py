@@ -44,6 +44,10 @@ def register_api(app: Flask, settings: Settings) -> None:
     app.register_blueprint(cds_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(openapi_bp)
+    if settings.bench_floor:
+        from cds_service.api.bench_floor import bp as bench_floor_bp
+
+        app.register_blueprint(bench_floor_bp)
     register_error_handlers(app)
 
     @app.before_request

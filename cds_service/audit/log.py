@@ -35,10 +35,47 @@ log = logging.getLogger("mgcds.audit")
 _RETRY_MIN_SECONDS = 0.2
 _RETRY_MAX_SECONDS = 30.0
 _IDLE_POLL_SECONDS = 5.0  # also picks up spool files left by killed processes sharing the spool path
+# After a wake-up the writer waits this long so that the records of concurrent calls are drained together: one
+# transaction and one spool rotation for many records instead of one each (performance; the spool holds them).
+_COALESCE_SECONDS = 0.05
+# Entries this process spooled and still holds parsed, so its drain need not parse its own lines again. Bounded,
+# oldest dropped first: another worker sharing the spool may drain a line, and then nobody asks for it here.
+_KNOWN_ENTRIES_MAX = 256
+
+
+class _KnownEntries:
+    """A small FIFO map from spooled line text to its entry (thread-safe)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[str, PendingEntry] = {}
+        self._lock = threading.Lock()
+
+    def put(self, entry: PendingEntry) -> None:
+        """Remember an entry about to be spooled."""
+        with self._lock:
+            if len(self._entries) >= self._capacity:
+                del self._entries[next(iter(self._entries))]
+            self._entries[entry.payload_text] = entry
+
+    def pop(self, text: str, default: Any = None) -> PendingEntry | None:
+        """The entry spooled as ``text``, forgotten now; ``default`` when unknown."""
+        with self._lock:
+            found: PendingEntry | None = self._entries.pop(text, default)
+            return found
 
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON values only, so building a record can never fail on what the engine put in it."""
+    # Performance: a call record holds hundreds of plain values; exact built-in types take the short way and
+    # give what the general rules below would (subclasses such as enums still take the general rules).
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _jsonable(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_jsonable(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -80,6 +117,7 @@ class AuditLog:
         self.asynchronous = asynchronous
         self._memory: list[PendingEntry] = []  # only when the spool itself cannot be written
         self._memory_lock = threading.Lock()
+        self._known = _KnownEntries(_KNOWN_ENTRIES_MAX)
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -107,6 +145,7 @@ class AuditLog:
         spooled = False
         if self.spool is not None:
             try:
+                self._known.put(entry)
                 self.spool.append(entry.payload_text)
                 spooled = True
             except OSError as exc:
@@ -134,7 +173,7 @@ class AuditLog:
             with self._memory_lock:
                 del self._memory[: len(waiting)]
         if self.spool is not None:
-            stored += self.spool.drain(self.store.append)
+            stored += self.spool.drain(self.store.append, known=self._known.pop)
         return stored
 
     def _drain_quietly(self, *, force: bool = False) -> bool:
@@ -165,6 +204,8 @@ class AuditLog:
             woken = self._wake.wait(_IDLE_POLL_SECONDS)
             self._wake.clear()
             if self._stop.is_set():
+                return
+            if woken and self._stop.wait(_COALESCE_SECONDS):
                 return
             # A new write is the signal to retry early ("replayed at the next write"), but not in a hot loop.
             if woken and self._failures:

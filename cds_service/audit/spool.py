@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cds_service.audit.records import AuditEventType
 from cds_service.audit.store import PendingEntry
@@ -126,15 +127,31 @@ class Spool:
         finally:
             os.close(fd)
 
-    def drain(self, append: Callable[[Sequence[PendingEntry]], int], *, batch: int = 200) -> int:
-        """Feed every waiting record to ``append`` in order; returns how many were stored."""
+    def drain(
+        self,
+        append: Callable[[Sequence[PendingEntry]], int],
+        *,
+        batch: int = 200,
+        known: Callable[[str, Any], PendingEntry | None] | None = None,
+    ) -> int:
+        """Feed every waiting record to ``append`` in order; returns how many were stored.
+
+        ``known(line, None)`` may give the entry a line was written from (the writer's own records), which saves
+        parsing it again; lines it does not know are parsed.
+        """
         self._claim()
         stored = 0
         for path in self.draining_files():
-            stored += self._drain_file(path, append, batch)
+            stored += self._drain_file(path, append, batch, known)
         return stored
 
-    def _drain_file(self, path: Path, append: Callable[[Sequence[PendingEntry]], int], batch: int) -> int:
+    def _drain_file(
+        self,
+        path: Path,
+        append: Callable[[Sequence[PendingEntry]], int],
+        batch: int,
+        known: Callable[[str, Any], PendingEntry | None] | None = None,
+    ) -> int:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -152,7 +169,9 @@ class Spool:
                 if not line.strip():
                     continue
                 try:
-                    entries.append(parse_line(line.decode("utf-8")))
+                    text = line.decode("utf-8")
+                    entry = known(text, None) if known is not None else None
+                    entries.append(entry if entry is not None else parse_line(text))
                 except (ValueError, UnicodeDecodeError):
                     # Only a writer killed mid-write leaves such a fragment (that call never returned), or
                     # someone editing the spool by hand; either way it must not block the records after it.

@@ -81,6 +81,19 @@ class SearchResult:
     pages: int = 0
 
 
+def _pooled_session(max_concurrency: int) -> requests.Session:
+    """A session keeping as many connections per FHIR server as requests may be in flight.
+
+    requests' default pool keeps 10: with more concurrent requests every extra one opened a new connection and
+    threw it away afterwards (a TCP handshake per request, and bursts of new connections under load).
+    """
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=10, pool_maxsize=max(10, max_concurrency))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 class FhirClient:
     """Reads from EHR FHIR servers on behalf of one service process (thread-safe)."""
 
@@ -96,7 +109,7 @@ class FhirClient:
         max_concurrency: int = 8,
         redirect_check: RedirectCheck | None = None,
     ) -> None:
-        self.session = session or requests.Session()
+        self.session = session or _pooled_session(max_concurrency)
         self.timeout_seconds = timeout_seconds
         self.page_cap = page_cap
         self.max_entries = max_entries

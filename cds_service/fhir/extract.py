@@ -99,15 +99,89 @@ def parse_draft_orders(bundle: Mapping[str, Any], selections: Sequence[str] | No
 # --- small readers ---------------------------------------------------------------------------------------------
 
 
+# Performance (docs/performance.md): validating a datatype with its fhir.resources model costs about 20 us, and a
+# request reads a few hundred of them. The plain shape real data almost always has is read directly; only strings
+# that every FHIR primitive pattern accepts unchanged qualify (non-empty, printable, no outer whitespace; codes
+# without double spaces), so the result is the model's own. Anything else goes through the model as before.
+_CODING_KEYS = frozenset({"system", "code", "display"})
+_QUANTITY_KEYS = frozenset({"value", "comparator", "unit", "system", "code"})
+_COMPARATORS = frozenset({"<", "<=", ">=", ">"})
+_FAST_NUMBER_LIMIT = 1e300
+
+
+def _plain_string(value: Any) -> bool:
+    return isinstance(value, str) and value != "" and value.isprintable() and value.strip() == value
+
+
+def _plain_code(value: Any) -> bool:
+    return _plain_string(value) and "  " not in value
+
+
+def _plain_coding(coding: Any) -> bool:
+    return (
+        isinstance(coding, dict)
+        and coding.keys() <= _CODING_KEYS
+        and all(_plain_code(v) if k == "code" else _plain_string(v) for k, v in coding.items())
+    )
+
+
 def _codeable(value: Any) -> tuple[list[CodeRef], str | None] | None:
     if not isinstance(value, dict):
         return None
+    codings_raw = value.get("coding", ())
+    text = value.get("text")
+    if (
+        value.keys() <= {"coding", "text"}
+        and (text is None and "text" not in value or _plain_string(text))
+        and isinstance(codings_raw, list | tuple)
+        and all(_plain_coding(c) for c in codings_raw)
+    ):
+        return [CodeRef(c.get("system"), c.get("code"), c.get("display")) for c in codings_raw], text
     try:
         concept = CodeableConcept.model_validate(value)
     except ValidationError:
         return None
     codings = [CodeRef(c.system, c.code, c.display) for c in concept.coding or ()]
     return codings, concept.text
+
+
+@dataclass(frozen=True)
+class _Quantity:
+    """The elements of a FHIR Quantity the engine reads."""
+
+    value: float | None
+    comparator: str | None
+    unit: str | None
+    code: str | None
+
+
+def _quantity(raw: dict[str, Any]) -> _Quantity | None:
+    """A valid Quantity's elements, or None when the model rejects it."""
+    number = raw.get("value")
+    comparator = raw.get("comparator")
+    if (
+        raw.keys() <= _QUANTITY_KEYS
+        and (
+            isinstance(number, int)
+            and not isinstance(number, bool)
+            and abs(number) < _FAST_NUMBER_LIMIT
+            or isinstance(number, float)
+            and abs(number) < _FAST_NUMBER_LIMIT
+        )
+        and (comparator is None and "comparator" not in raw or comparator in _COMPARATORS)
+        and all(
+            _plain_code(raw[k]) if k == "code" else _plain_string(raw[k])
+            for k in ("unit", "system", "code")
+            if k in raw
+        )
+    ):
+        return _Quantity(float(number), comparator, raw.get("unit"), raw.get("code"))
+    try:
+        quantity = Quantity.model_validate(raw)
+    except ValidationError:
+        return None
+    value = float(quantity.value) if quantity.value is not None else None
+    return _Quantity(value, quantity.comparator, quantity.unit, quantity.code)
 
 
 def _code_string(codings: Sequence[CodeRef]) -> str | None:
@@ -315,9 +389,8 @@ class _Extractor:
     ) -> LabResult:
         raw_quantity = element.get("valueQuantity")
         if isinstance(raw_quantity, dict):
-            try:
-                quantity = Quantity.model_validate(raw_quantity)
-            except ValidationError:
+            quantity = _quantity(raw_quantity)
+            if quantity is None:
                 return LabResult(
                     concept,
                     status,
@@ -408,9 +481,8 @@ class _Extractor:
             raw = ranges[0].get(key)
             if not isinstance(raw, dict):
                 return None, None
-            try:
-                quantity = Quantity.model_validate(raw)
-            except ValidationError:
+            quantity = _quantity(raw)
+            if quantity is None:
                 return None, None
             unit = (quantity.code or quantity.unit or "").lower()
             bound = finite_number(quantity.value) if quantity.value is not None else None
