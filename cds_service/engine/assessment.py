@@ -23,25 +23,6 @@ from cds_service.engine.recommend import recommend
 from cds_service.engine.recommendation import Recommendation
 from cds_service.engine.settings import ClinicalSettings
 
-# Other magnesium-wasting drugs, not in the MDS, listed by ingredient [PAP26].
-OTHER_MG_WASTING_INGREDIENTS = frozenset(
-    {
-        "cisplatin",
-        "carboplatin",
-        "oxaliplatin",
-        "cetuximab",
-        "panitumumab",
-        "tacrolimus",
-        "cyclosporine",
-        "amphotericin b",
-        "foscarnet",
-        "pentamidine",
-        "gentamicin",
-        "tobramycin",
-        "amikacin",
-    }
-)
-
 
 @dataclass(frozen=True)
 class Assessment:
@@ -74,7 +55,9 @@ def other_risk_drug_names(
     drugs = with_class(current, {MG_WASTING_OTHER})
     names: set[str] = set()
     for drug in drugs:
-        listed = [i for i in drug.ingredients if i.lower() in OTHER_MG_WASTING_INGREDIENTS]
+        # [PAP26]'s list lives in terminology (class mg-wasting-other); name only the ingredients of that class.
+        classes = dict(drug.ingredient_classes)
+        listed = [i for i in drug.ingredients if MG_WASTING_OTHER in classes.get(i, frozenset())]
         names.update(i.lower() for i in (listed or list(drug.ingredients)))
     return tuple(sorted(names)), tuple(d.evidence for d in drugs)
 

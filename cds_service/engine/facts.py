@@ -113,6 +113,8 @@ class MedicationFact:
     is_draft: bool = False
     is_concerned: bool = False
     matched_by: str = ""
+    # Each ingredient's own classes (a combination product: which ingredient is the diuretic), from terminology.
+    ingredient_classes: tuple[tuple[str, frozenset[str]], ...] = ()
 
 
 @dataclass(frozen=True)

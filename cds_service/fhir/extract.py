@@ -585,6 +585,7 @@ class _Extractor:
             is_draft=draft,
             is_concerned=ref in concerned,
             matched_by=matched_by,
+            ingredient_classes=tuple((i.name, i.classes) for i in classification.ingredients),
         )
 
     # Conditions and orders -----------------------------------------------------------------------------------

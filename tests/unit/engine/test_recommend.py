@@ -66,6 +66,17 @@ def test_test_serum_mg_not_when_mds_min_below_2_but_yes_for_other_risk_drug() ->
     assert a.other_risk_drugs == ("cisplatin",)
 
 
+def test_other_risk_drugs_names_only_the_wasting_ingredient_of_a_combination() -> None:
+    # A product of gentamicin and a steroid (terminology marks only gentamicin mg-wasting-other): the list names
+    # gentamicin, not the steroid.
+    combination = replace(
+        med("gentamicin", "mg-wasting-other"),
+        ingredients=("gentamicin", "betamethasone"),
+        ingredient_classes=(("gentamicin", frozenset({"mg-wasting-other"})), ("betamethasone", frozenset())),
+    )
+    assert _run(facts(labs=(lab("egfr", 95), NOT_HEAVY), meds=(combination,))).other_risk_drugs == ("gentamicin",)
+
+
 def test_test_serum_mg_uses_mds_min_not_max() -> None:
     # everything unknown: MDS 0-5, min 0 -> no card (never a guess)
     assert _codes(facts(medications_known=False)) == ()
