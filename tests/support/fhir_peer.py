@@ -6,14 +6,13 @@ its path and Authorization header so tests can assert what the service fetched a
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import JsonHandler, serve_on_loopback
 
 Responder = Callable[[str, dict[str, list[str]]], tuple[int, Any]]
 
@@ -75,26 +74,11 @@ def running_peer() -> Iterator[FhirPeer]:
     """Start a FhirPeer on a free loopback port; stop it afterwards."""
     peer = FhirPeer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             status, body = peer.answer(self.path, self.headers.get("Authorization"))
-            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(status, body, "application/fhir+json")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    peer.base_url = f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_on_loopback(Handler) as port:
+        peer.base_url = f"http://127.0.0.1:{port}/fhir"
         yield peer
-    finally:
-        server.shutdown()
-        server.server_close()

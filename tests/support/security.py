@@ -10,13 +10,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
 
 from tests.support.fhir_peer import FhirPeer
+from tests.support.loopback import JsonHandler, serve_on_loopback
 
 
 @dataclass
@@ -87,7 +87,7 @@ def counting_fhir_server() -> Iterator[CountingFhirServer]:
     state = CountingFhirServer(peer=FhirPeer())
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             for prefix, location in state.redirects.items():
                 if self.path.startswith(prefix):
@@ -97,33 +97,13 @@ def counting_fhir_server() -> Iterator[CountingFhirServer]:
                     self.end_headers()
                     return
             status, body = state.peer.answer(self.path, self.headers.get("Authorization"))
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(status, body, "application/fhir+json")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
-            return
+    def count() -> None:
+        with lock:
+            state.connections += 1
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def get_request(self) -> Any:
-            accepted = super().get_request()
-            with lock:
-                state.connections += 1
-            return accepted
-
-    server = Server(("127.0.0.1", 0), Handler)
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    state.peer.base_url = state.base_url
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_on_loopback(Handler, count) as port:
+        state.base_url = f"http://127.0.0.1:{port}/fhir"
+        state.peer.base_url = state.base_url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.support.loopback import JsonHandler, serve_on_loopback
 from tests.support.security import SigningKey, jwks_of, sign
 
 __all__ = ["SigningKey", "jwks_of", "sign"]
@@ -80,37 +79,17 @@ def listener() -> Iterator[Listener]:
     state = Listener(base_url="")
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             with lock:
                 state.requests.append(self.path)
             document = state.documents.get(self.path)
-            body = json.dumps(document).encode() if document is not None else b"{}"
-            self.send_response(200 if document is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(200 if document is not None else 404, document if document is not None else {})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
-            return
+    def count() -> None:
+        with lock:
+            state.connections += 1
 
-    class CountingServer(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def get_request(self) -> Any:
-            accepted = super().get_request()
-            with lock:
-                state.connections += 1
-            return accepted
-
-    server = CountingServer(("127.0.0.1", 0), Handler)
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_on_loopback(Handler, count) as port:
+        state.base_url = f"http://127.0.0.1:{port}"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
