@@ -373,14 +373,19 @@ def _post_json(
         response = session.post(url, json=body, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         raise InvokeError(f"cannot reach {url}: {type(exc).__name__}") from exc
+    return _json_object(response, url)
+
+
+def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
+    """The answer's JSON object, or an InvokeError naming ``what`` answered otherwise."""
     if not response.ok:
-        raise InvokeError(f"{url} answered HTTP {response.status_code}: {_short(response.text)}")
+        raise InvokeError(f"{what} answered HTTP {response.status_code}: {_short(response.text)}")
     try:
         parsed = response.json()
     except ValueError as exc:
-        raise InvokeError(f"{url} answered with something that is not JSON") from exc
+        raise InvokeError(f"{what} answered with something that is not JSON") from exc
     if not isinstance(parsed, dict):
-        raise InvokeError(f"{url} answered with JSON that is not an object")
+        raise InvokeError(f"{what} answered with JSON that is not an object")
     return parsed
 
 
@@ -390,15 +395,7 @@ def _get_discovery(session: requests.Session, base: str, timeout: float) -> dict
         response = session.get(url, headers={"Accept": "application/json"}, timeout=timeout)
     except requests.RequestException as exc:
         raise InvokeError(f"cannot reach the CDS service at {url}: {type(exc).__name__}") from exc
-    if not response.ok:
-        raise InvokeError(f"discovery {url} answered HTTP {response.status_code}: {_short(response.text)}")
-    try:
-        discovery = response.json()
-    except ValueError as exc:
-        raise InvokeError(f"discovery {url} did not answer with JSON") from exc
-    if not isinstance(discovery, dict):
-        raise InvokeError(f"discovery {url} did not answer with a JSON object")
-    return discovery
+    return _json_object(response, f"discovery {url}")
 
 
 def _short(text: str, limit: int = 200) -> str:
