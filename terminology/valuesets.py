@@ -313,6 +313,9 @@ def _index_drug_include(
                 indexes.rxnorm_ingredient_names[str(rxnorm)] = name
             continue
         key = (system, str(item["code"]))
+        if not _ext_values(item, "code-source"):
+            # Issue 4: codes are facts from public sources; one without a recorded source cannot be reviewed.
+            indexes.problems.append(f"{system_label(system)} {item['code']} ({vs_id}) has no code-source")
         entry = CodeEntry(
             system=system,
             code=str(item["code"]),

@@ -388,3 +388,20 @@ def test_magnesium_without_a_named_salt_is_a_supplement_of_unstated_salt() -> No
     # A named salt always wins (longest name first): never both.
     for text, salt_class in (("Magnesium citrate 150 mg", "mg-salt-organic"), ("Mag-Ox 400", "mg-salt-inorganic")):
         assert terminology.classify_medication([], text).classes == frozenset({salt_class})
+
+
+def test_every_rxnorm_code_reads_as_the_ingredients_it_is_listed_for(term: Terminology) -> None:
+    # A guard against a code pasted under the wrong drug: each RxNorm code's own name (as its source prints it)
+    # must, read as free text, name exactly the ingredients the value set lists for it.
+    mismatched = []
+    for (system, code), entry in term.indexes.drug_codes.items():
+        if system != RXNORM:
+            continue
+        assert entry.display, f"RxNorm {code} has no name"
+        ours = {name for name in entry.ingredients if name in term.indexes.ingredients}
+        by_text = {i.name for i in term.classify_medication([], entry.display).ingredients}
+        # Co-ingredients outside our sets (lisinopril in lisinopril / HCTZ) are listed for the record only.
+        others_named = all(name in entry.display.lower() for name in set(entry.ingredients) - ours)
+        if by_text != ours or not others_named:
+            mismatched.append((code, entry.display, sorted(entry.ingredients), sorted(by_text)))
+    assert mismatched == []

@@ -90,6 +90,18 @@ def test_check_fails_on_an_ingredient_in_two_classes(valueset_copy: Path) -> Non
     assert "must not overlap" in out.getvalue()
 
 
+def test_check_fails_on_a_drug_code_without_a_recorded_source(valueset_copy: Path) -> None:
+    path = valueset_copy / "drugs-loop-diuretic.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    rxnorm = next(i for i in raw["compose"]["include"] if i["system"].endswith("rxnorm"))
+    lasix = next(c for c in rxnorm["concept"] if c["code"] == "315971")
+    lasix["extension"] = [e for e in lasix["extension"] if not e["url"].endswith("/code-source")]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "RxNorm 315971 (drugs-loop-diuretic) has no code-source" in out.getvalue()
+
+
 def test_check_fails_on_an_invalid_file(valueset_copy: Path) -> None:
     (valueset_copy / "broken.json").write_text('{"resourceType": "ValueSet", "status": "bogus"}', encoding="utf-8")
     out = io.StringIO()
