@@ -103,6 +103,17 @@ INGREDIENT_CODES = [
     ("3008", "cyclosporine", "CPIC drug.sql"),
     ("6826", "methazolamide", "CPIC drug.sql"),
     ("1433868", "dolutegravir", "CPIC drug.sql"),
+    # OHDSI LEGEND concept sets '[LEGEND] Diuretics' / thiazides in ohdsi-studies/Covid19Icarius cohort JSON
+    # (CONCEPT_CODE with VOCABULARY_ID RxNorm, CONCEPT_CLASS_ID Ingredient); SynPUF = ohdsi-synpuf-demo concept rows.
+    ("1808", "bumetanide", "OHDSI LEGEND Diuretics"),
+    ("38413", "torsemide", "OHDSI LEGEND Diuretics"),
+    ("2409", "chlorthalidone", "OHDSI LEGEND thiazides + SynPUF concept table"),
+    ("5764", "indapamide", "OHDSI LEGEND thiazides"),
+    ("6916", "metolazone", "OHDSI LEGEND thiazides + SynPUF concept table"),
+    ("298869", "eplerenone", "OHDSI LEGEND Diuretics"),
+    ("644", "amiloride", "OHDSI LEGEND Diuretics"),
+    ("10763", "triamterene", "OHDSI LEGEND Diuretics"),
+    ("167", "acetazolamide", "PEDSnet rx_cai.csv and rx_2021_02_Acetazolamide_V1.csv (ingredient rxcui column)"),
 ]
 
 # Product codes (SCD/SBD/SCDC) and the ingredients they contain.
@@ -154,6 +165,16 @@ PRODUCT_CODES = [
     ("1870650", {"gentamicin"}, "VSAC pharyngitis, 2 ML gentamicin 40 MG/ML Injection"),
     ("313416", {"tobramycin"}, "VSAC pharyngitis, tobramycin 10 MG/ML injectable solution"),
     ("1723156", {"amikacin"}, "VSAC pharyngitis, 2 ML amikacin 250 MG/ML Injection"),
+    ("2562816", {"finerenone"}, "VSAC Antihypertensives 2.16.840.1.113762.1.4.1248.164, finerenone 10 MG tablet"),
+    ("311671", {"metolazone"}, "SynPUF concept table, metolazone 5 MG Oral Tablet"),
+    ("876439", {"acetazolamide"}, "PEDSnet rx_cai, [Diamox] 500 MG extended release capsule"),
+    ("1433879", {"dolutegravir"}, "VSAC INSTI 2.16.840.1.113762.1.4.1146.1600 (HL7 case-reporting), [Tivicay] 50 MG"),
+    ("2122519", {"dolutegravir"}, "Synthea medications.csv, dolutegravir / lamivudine (lamivudine not a member)"),
+    ("597195", {"carboplatin"}, "Synthea medications.csv, carboplatin 10 MG/ML Injectable Solution"),
+    ("1736776", {"oxaliplatin"}, "Synthea medications.csv, 10 ML oxaliplatin 5 MG/ML Injection"),
+    ("904421", {"alendronate"}, "OHDSI QueryLibrary D27 sample output, alendronic acid 10 MG [Fosamax]"),
+    ("966222", {"levothyroxine"}, "Synthea medications.csv, levothyroxine sodium 0.075 MG Oral Tablet"),
+    ("1650142", {"doxycycline"}, "Synthea medications.csv, doxycycline monohydrate 100 MG Oral Tablet"),
 ]
 
 # Brand names in free text (the drug's US brand), one per drug where a brand exists.
