@@ -1,25 +1,36 @@
-"""``mgcds terminology check``: validate every value set file, print counts, refuse forbidden overlaps."""
+"""``mgcds terminology check``: validate every value set file, print counts, refuse forbidden overlaps.
+
+``mgcds terminology coverage``: per ingredient, which codes recognise it (the maintainers' view of the gaps).
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from cds_service.errors import TerminologyError
 from terminology.valuesets import (
+    ATC,
     AUDITC_CONCEPTS,
     CONDITION_CONCEPTS,
     DIURETIC_CLASSES,
     DRUG_CLASSES,
     LAB_CONCEPTS,
+    RXNORM,
     Indexes,
     default_valueset_dir,
     load_indexes,
     system_label,
     validate_file,
 )
+
+# RxNorm term types that name an ingredient rather than a product.
+INGREDIENT_TERM_TYPES = frozenset({"IN", "PIN", "MIN"})
+
+TEXT_ONLY_CLASSES = frozenset({"mg-salt-unspecified"})
 
 MG_SALT_CLASSES = frozenset({"mg-salt-organic", "mg-salt-inorganic", "mg-salt-unspecified"})
 
@@ -44,6 +55,82 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     check.add_argument("--dir", type=Path, default=None, help="value set folder (default: the packaged sets)")
     handler: Callable[[argparse.Namespace, TextIO], int] = lambda args, out: run_check(out, args.dir)  # noqa: E731
     check.set_defaults(handler=handler)
+    coverage = commands.add_parser(
+        "coverage", help="per ingredient: its RxNorm ingredient code and how many product and ATC codes name it"
+    )
+    coverage.add_argument("--dir", type=Path, default=None, help="value set folder (default: the packaged sets)")
+    coverage.add_argument(
+        "--strict", action="store_true", help="exit 1 when an ingredient has no RxNorm ingredient or product code"
+    )
+    coverage_handler: Callable[[argparse.Namespace, TextIO], int] = lambda args, out: run_coverage(  # noqa: E731
+        out, args.dir, strict=args.strict
+    )
+    coverage.set_defaults(handler=coverage_handler)
+
+
+@dataclass(frozen=True)
+class IngredientCoverage:
+    """How an ingredient can be recognised by code (text matching covers every ingredient by name)."""
+
+    name: str
+    classes: frozenset[str]
+    rxnorm_ingredient: str | None
+    product_codes: tuple[str, ...]  # RxNorm SCD/SBD/SCDC/... naming the ingredient
+    atc_codes: tuple[str, ...]
+
+
+def coverage_of(indexes: Indexes) -> list[IngredientCoverage]:
+    """One row per ingredient of the drug value sets, sorted by class and name."""
+    products: dict[str, list[str]] = {}
+    atc: dict[str, list[str]] = {}
+    for (system, code), entry in indexes.drug_codes.items():
+        if system == RXNORM and entry.term_type in INGREDIENT_TERM_TYPES:
+            continue
+        target = atc if system == ATC else products if system == RXNORM else None
+        if target is None:
+            continue
+        for name in entry.ingredients:
+            target.setdefault(name, []).append(code)
+    rows = [
+        IngredientCoverage(
+            name=record.name,
+            classes=record.classes,
+            rxnorm_ingredient=record.rxnorm,
+            product_codes=tuple(sorted(products.get(record.name, []), key=int)),
+            atc_codes=tuple(sorted(atc.get(record.name, []))),
+        )
+        for record in indexes.ingredients.values()
+    ]
+    return sorted(rows, key=lambda row: (sorted(row.classes), row.name))
+
+
+def run_coverage(out: TextIO, directory: Path | None = None, *, strict: bool = False) -> int:
+    """Print the coverage table; with ``strict``, 1 when an ingredient lacks an ingredient or a product code."""
+    try:
+        indexes = load_indexes(directory or default_valueset_dir())
+    except TerminologyError as exc:
+        print(f"FAILED: {exc}", file=out)
+        return 1
+    rows = coverage_of(indexes)
+    print(f"{'ingredient':28} {'class':30} {'RxNorm IN':>10} {'products':>8} {'ATC':>4}", file=out)
+    for row in rows:
+        print(
+            f"{row.name:28} {','.join(sorted(row.classes)):30} {row.rxnorm_ingredient or '-':>10} "
+            f"{len(row.product_codes):>8} {len(row.atc_codes):>4}",
+            file=out,
+        )
+    # Plain "magnesium" names no salt: it is recognised by text only, by design (see its value set).
+    coded = [row for row in rows if not row.classes <= TEXT_ONLY_CLASSES]
+    no_ingredient = [row.name for row in coded if row.rxnorm_ingredient is None]
+    no_product = [row.name for row in coded if not row.product_codes]
+    print(
+        f"{len(coded)} coded ingredients: {len(coded) - len(no_ingredient)} with an RxNorm ingredient code, "
+        f"{len(coded) - len(no_product)} with at least one RxNorm product code",
+        file=out,
+    )
+    print(f"without an ingredient code: {', '.join(no_ingredient) or 'none'}", file=out)
+    print(f"without a product code: {', '.join(no_product) or 'none'}", file=out)
+    return 1 if strict and (no_ingredient or no_product) else 0
 
 
 def forbidden_overlaps(indexes: Indexes) -> list[str]:

@@ -12,8 +12,8 @@ import pytest
 from fhir.resources.R4B.valueset import ValueSet
 
 from terminology import DRUG_CLASSES, LAB_CONCEPTS
-from terminology.cli import register, run_check
-from terminology.valuesets import default_valueset_dir
+from terminology.cli import coverage_of, register, run_check, run_coverage
+from terminology.valuesets import default_valueset_dir, load_indexes
 
 FILES = sorted(default_valueset_dir().glob("*.json"))
 
@@ -122,3 +122,57 @@ def test_register_wires_the_check_subcommand() -> None:
     args = parser.parse_args(["terminology", "check"])
     out = io.StringIO()
     assert args.handler(args, out) == 0
+
+
+def test_coverage_row_of_furosemide_lists_the_brief_codes() -> None:
+    # Brief / issue 4 facts: furosemide IN 4603, Synthea products 315971 and 1719286; WHO ATC C03CA01.
+    rows = {row.name: row for row in coverage_of(load_indexes(default_valueset_dir()))}
+    furosemide = rows["furosemide"]
+    assert furosemide.rxnorm_ingredient == "4603"
+    assert {"315971", "1719286"} <= set(furosemide.product_codes)
+    assert "4603" not in furosemide.product_codes  # an ingredient code is not a product
+    assert furosemide.atc_codes == ("C03CA01",)
+
+
+def _only_loop_diuretics(valueset_copy: Path) -> Path:
+    for path in valueset_copy.glob("*.json"):
+        if path.name != "drugs-loop-diuretic.json":
+            path.unlink()
+    return valueset_copy / "drugs-loop-diuretic.json"
+
+
+def test_coverage_strict_passes_when_every_ingredient_has_both_codes(valueset_copy: Path) -> None:
+    path = _only_loop_diuretics(valueset_copy)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    ingredients = next(i for i in raw["compose"]["include"] if i["system"].endswith("/ingredient"))
+    ingredients["concept"] = [c for c in ingredients["concept"] if c["code"] == "furosemide"]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_coverage(out, valueset_copy, strict=True) == 0
+    assert "1 coded ingredients: 1 with an RxNorm ingredient code, 1 with at least one RxNorm product code" in (
+        out.getvalue()
+    )
+
+
+def test_coverage_strict_names_an_ingredient_without_codes(valueset_copy: Path) -> None:
+    path = _only_loop_diuretics(valueset_copy)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["compose"]["include"] = [i for i in raw["compose"]["include"] if i["system"].endswith("/ingredient")]
+    for concept in raw["compose"]["include"][0]["concept"]:
+        concept["extension"] = [e for e in concept.get("extension", []) if "rxnorm" not in e["url"]]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_coverage(out, valueset_copy) == 0  # a report, not a gate, unless --strict
+    assert run_coverage(io.StringIO(), valueset_copy, strict=True) == 1
+    assert "without an ingredient code: " in out.getvalue()
+    assert "furosemide" in out.getvalue().split("without an ingredient code: ")[1].splitlines()[0]
+
+
+def test_register_wires_the_coverage_subcommand() -> None:
+    parser = argparse.ArgumentParser(prog="mgcds")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["terminology", "coverage"])
+    out = io.StringIO()
+    assert args.handler(args, out) == 0
+    assert out.getvalue().splitlines()[0].startswith("ingredient")
+    assert parser.parse_args(["terminology", "coverage", "--strict"]).strict is True
