@@ -113,7 +113,7 @@ INGREDIENT_CODES = [
     ("298869", "eplerenone", "OHDSI LEGEND Diuretics"),
     ("644", "amiloride", "OHDSI LEGEND Diuretics"),
     ("10763", "triamterene", "OHDSI LEGEND Diuretics"),
-    ("167", "acetazolamide", "PEDSnet rx_cai.csv and rx_2021_02_Acetazolamide_V1.csv (ingredient rxcui column)"),
+    ("167", "acetazolamide", "PEDSnet rx_cai.csv and rx_2021_02_Acetazolamide_V1.csv (ingredient rxcui column)"),    ("4109", "ethacrynic acid", "PEDSnet drug/loop_diuretic_rx.csv, RxNorm block"),
 ]
 
 # Product codes (SCD/SBD/SCDC) and the ingredients they contain.
@@ -174,7 +174,23 @@ PRODUCT_CODES = [
     ("1736776", {"oxaliplatin"}, "Synthea medications.csv, 10 ML oxaliplatin 5 MG/ML Injection"),
     ("904421", {"alendronate"}, "OHDSI QueryLibrary D27 sample output, alendronic acid 10 MG [Fosamax]"),
     ("966222", {"levothyroxine"}, "Synthea medications.csv, levothyroxine sodium 0.075 MG Oral Tablet"),
-    ("1650142", {"doxycycline"}, "Synthea medications.csv, doxycycline monohydrate 100 MG Oral Tablet"),
+    ("1650142", {"doxycycline"}, "Synthea medications.csv, doxycycline monohydrate 100 MG Oral Tablet"),    # VSAC 'Pharmacologic Therapy for Hypertension' 2.16.840.1.113883.3.526.1577 and 'Chemotherapy Agents for
+    # Advanced Cancer' 2.16.840.1.113762.1.4.1248.355 (canvas-plugins v2026 and cqframework ecqm-content-qicore-2025).
+    ("197816", {"indapamide"}, "VSAC hypertension therapy, indapamide 2.5 MG Oral Tablet"),
+    ("197951", {"methyclothiazide"}, "VSAC hypertension therapy, methyclothiazide 5 MG Oral Tablet"),
+    ("484152", {"chlorothiazide"}, "VSAC hypertension therapy, chlorothiazide 500 MG Injection"),
+    ("282486", {"bumetanide"}, "VSAC hypertension therapy, bumetanide 0.25 MG/ML Injectable Solution"),
+    ("1736854", {"cisplatin"}, "VSAC chemotherapy agents + Synthea, cisplatin 50 MG Injection"),
+    ("309311", {"cisplatin"}, "VSAC chemotherapy agents, cisplatin 1 MG/ML Injectable Solution"),
+    ("686161", {"carboplatin"}, "NMDP/CIBMTR IG preparative regimens, carboplatin 10 MG/ML [Paraplatin]"),
+    ("317127", {"minocycline"}, "VSAC pharyngitis, minocycline 100 MG Injection"),
+    ("2099768", {"doxycycline"}, "VSAC pharyngitis, {42 (doxycycline hyclate 100 MG Oral Tablet) } Pack (GPCK)"),
+    # PEDSnet Variable-Dictionary drug/loop_diuretic_rx.csv and drugs/rx_ppi.csv (RxNorm rows).
+    ("4108", {"ethacrynic acid"}, "PEDSnet loop diuretics, ethacrynate sodium (PIN)"),
+    ("617325", {"ethacrynic acid"}, "PEDSnet loop diuretics, ethacrynate sodium 50 MG Injection"),
+    ("854868", {"rabeprazole"}, "PEDSnet rx_ppi, rabeprazole sodium 20 MG DR tablet"),
+    ("854870", {"rabeprazole"}, "PEDSnet rx_ppi, [Aciphex] 20 MG DR tablet"),
+    ("902624", {"dexlansoprazole"}, "PEDSnet rx_ppi, [Dexilant] 30 MG DR capsule"),
 ]
 
 # Brand names in free text (the drug's US brand), one per drug where a brand exists.
