@@ -70,6 +70,9 @@ EXPECTED_MEMBERS: dict[str, set[str]] = {
 }
 ALL_INGREDIENTS = sorted((name, cls) for cls, names in EXPECTED_MEMBERS.items() for name in names)
 
+# An extract generated from NLM's RxNorm release files: one record per ingredient with RXCUI, TTY and name.
+NLM_EXTRACT = "RxNorm extract (davidanderson3/rxnorm-ingredients, from the NLM 2025-10-06 release)"
+
 # RxNorm ingredient codes, with where each was verified.
 INGREDIENT_CODES = [
     ("4603", "furosemide", "brief (fixed fact)"),
@@ -113,7 +116,66 @@ INGREDIENT_CODES = [
     ("298869", "eplerenone", "OHDSI LEGEND Diuretics"),
     ("644", "amiloride", "OHDSI LEGEND Diuretics"),
     ("10763", "triamterene", "OHDSI LEGEND Diuretics"),
-    ("167", "acetazolamide", "PEDSnet rx_cai.csv and rx_2021_02_Acetazolamide_V1.csv (ingredient rxcui column)"),    ("4109", "ethacrynic acid", "PEDSnet drug/loop_diuretic_rx.csv, RxNorm block"),
+    (
+        "167",
+        "acetazolamide",
+        "PEDSnet rx_cai.csv and rx_2021_02_Acetazolamide_V1.csv (ingredient rxcui column)",
+    ),  # RxNorm ingredient records (RXCUI, TTY, name) of an extract generated from NLM's RxNorm release files.
+    (
+        "62349",
+        "ethacrynic acid",
+        NLM_EXTRACT + ": IN 'ethacrynate'; 4109 'ethacrynic acid' is a PIN",
+    ),
+    ("6860", "methyclothiazide", NLM_EXTRACT),
+    ("2396", "chlorothiazide", NLM_EXTRACT),
+    ("2562811", "finerenone", NLM_EXTRACT),
+    ("6980", "minocycline", NLM_EXTRACT),
+    ("3640", "doxycycline", "OHDSI Eunomia CONCEPT.csv, concept class Ingredient"),
+    ("46041", "alendronate", "OHDSI Eunomia CONCEPT.csv, concept class Ingredient"),
+    ("73056", "risedronate", NLM_EXTRACT),
+    ("115264", "ibandronate", NLM_EXTRACT),
+    (
+        "33562",
+        "foscarnet",
+        NLM_EXTRACT + " (4450, a guess from memory, is fluconazole)",
+    ),
+    ("263034", "panitumumab", NLM_EXTRACT),
+    ("7994", "pentamidine", NLM_EXTRACT),
+    (
+        "6585",
+        "magnesium sulfate",
+        NLM_EXTRACT,
+    ),
+    (
+        "6579",
+        "magnesium chloride",
+        NLM_EXTRACT,
+    ),
+    (
+        "52356",
+        "magnesium citrate",
+        NLM_EXTRACT,
+    ),
+    (
+        "52358",
+        "magnesium gluconate",
+        NLM_EXTRACT,
+    ),
+    (
+        "214688",
+        "magnesium lactate",
+        NLM_EXTRACT,
+    ),
+    (
+        "142131",
+        "magnesium aspartate",
+        NLM_EXTRACT,
+    ),
+    (
+        "476818",
+        "magnesium glycinate",
+        NLM_EXTRACT,
+    ),
 ]
 
 # Product codes (SCD/SBD/SCDC) and the ingredients they contain.
@@ -174,7 +236,11 @@ PRODUCT_CODES = [
     ("1736776", {"oxaliplatin"}, "Synthea medications.csv, 10 ML oxaliplatin 5 MG/ML Injection"),
     ("904421", {"alendronate"}, "OHDSI QueryLibrary D27 sample output, alendronic acid 10 MG [Fosamax]"),
     ("966222", {"levothyroxine"}, "Synthea medications.csv, levothyroxine sodium 0.075 MG Oral Tablet"),
-    ("1650142", {"doxycycline"}, "Synthea medications.csv, doxycycline monohydrate 100 MG Oral Tablet"),    # VSAC 'Pharmacologic Therapy for Hypertension' 2.16.840.1.113883.3.526.1577 and 'Chemotherapy Agents for
+    (
+        "1650142",
+        {"doxycycline"},
+        "Synthea medications.csv, doxycycline monohydrate 100 MG Oral Tablet",
+    ),  # VSAC 'Pharmacologic Therapy for Hypertension' 2.16.840.1.113883.3.526.1577 and 'Chemotherapy Agents for
     # Advanced Cancer' 2.16.840.1.113762.1.4.1248.355 (canvas-plugins v2026 and cqframework ecqm-content-qicore-2025).
     ("197816", {"indapamide"}, "VSAC hypertension therapy, indapamide 2.5 MG Oral Tablet"),
     ("197951", {"methyclothiazide"}, "VSAC hypertension therapy, methyclothiazide 5 MG Oral Tablet"),
@@ -187,6 +253,27 @@ PRODUCT_CODES = [
     ("2099768", {"doxycycline"}, "VSAC pharyngitis, {42 (doxycycline hyclate 100 MG Oral Tablet) } Pack (GPCK)"),
     # PEDSnet Variable-Dictionary drug/loop_diuretic_rx.csv and drugs/rx_ppi.csv (RxNorm rows).
     ("4108", {"ethacrynic acid"}, "PEDSnet loop diuretics, ethacrynate sodium (PIN)"),
+    ("4109", {"ethacrynic acid"}, "PEDSnet loop diuretics + RxNorm extract, ethacrynic acid (PIN)"),
+    # RxNorm extract (davidanderson3/rxnorm-ingredients): the products listed under each ingredient record.
+    ("198741", {"magnesium oxide"}, "RxNorm extract, magnesium oxide 400 MG Oral Tablet"),
+    ("210958", {"magnesium oxide"}, "RxNorm extract, [Mag-Ox 400]"),
+    ("1658244", {"magnesium sulfate"}, "RxNorm extract, 10 ML magnesium sulfate 500 MG/ML Injection"),
+    ("311422", {"magnesium chloride"}, "RxNorm extract, magnesium chloride 200 MG/ML Injectable Solution"),
+    ("829384", {"magnesium chloride"}, "RxNorm extract, magnesium chloride 535 MG DR tablet [Mag 64]"),
+    ("1052760", {"magnesium citrate"}, "RxNorm extract, magnesium citrate 58.2 MG/ML Oral Solution"),
+    ("311425", {"magnesium gluconate"}, "RxNorm extract, magnesium gluconate 500 MG Oral Tablet"),
+    ("210918", {"magnesium lactate"}, "RxNorm extract, magnesium lactate 84 MG ER tablet [Mag-Tab]"),
+    ("849497", {"magnesium glycinate"}, "RxNorm extract, magnesium glycinate 100 MG Oral Tablet"),
+    ("359739", {"magnesium aspartate"}, "RxNorm extract, magnesium aspartate 615 MG DR tablet"),
+    ("253017", {"magnesium hydroxide"}, "RxNorm extract, magnesium hydroxide 80 MG/ML Oral Suspension"),
+    ("205337", {"magnesium carbonate"}, "RxNorm extract, magnesium carbonate 50 MG/ML Oral Suspension"),
+    ("1734377", {"foscarnet"}, "RxNorm extract, 250 ML foscarnet sodium 24 MG/ML Injection"),
+    ("861604", {"pentamidine"}, "RxNorm extract, pentamidine isethionate 300 MG Injection [Pentam]"),
+    ("1657664", {"cetuximab"}, "RxNorm extract, 100 ML cetuximab 2 MG/ML Injection [Erbitux]"),
+    ("1657722", {"panitumumab"}, "RxNorm extract, 20 ML panitumumab 20 MG/ML Injection"),
+    ("905026", {"risedronate"}, "RxNorm extract + bisphosphonate cohort, risedronate sodium 35 MG [Actonel]"),
+    ("904932", {"ibandronate"}, "RxNorm extract + bisphosphonate cohort, ibandronic acid 150 MG Oral Tablet"),
+    ("197939", {"methazolamide"}, "RxNorm extract, methazolamide 25 MG Oral Tablet"),
     ("617325", {"ethacrynic acid"}, "PEDSnet loop diuretics, ethacrynate sodium 50 MG Injection"),
     ("854868", {"rabeprazole"}, "PEDSnet rx_ppi, rabeprazole sodium 20 MG DR tablet"),
     ("854870", {"rabeprazole"}, "PEDSnet rx_ppi, [Aciphex] 20 MG DR tablet"),
