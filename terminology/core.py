@@ -16,6 +16,7 @@ from terminology.model import (
     MedicationClassification,
 )
 from terminology.remote import RemoteLookup
+from terminology.routes import is_parenteral_form, is_parenteral_route
 from terminology.textmatch import NameMatcher, contains_phrase
 from terminology.valuesets import (
     ATC,
@@ -110,6 +111,24 @@ class Terminology:
                 return
         if system is not None:
             unknown.append((coding, system))
+
+    def is_parenteral(
+        self,
+        product: Sequence[CodeRef],
+        product_text: str | None,
+        route: Sequence[CodeRef] = (),
+        route_text: str | None = None,
+    ) -> bool:
+        """Given intravenously, intramuscularly or subcutaneously: by the dosage route, or by the dose form named in
+        the product's text, its codings' displays, or the RxNorm name of a product code the value sets know."""
+        if is_parenteral_route(route, route_text):
+            return True
+        names = [product_text, *(c.display for c in product)]
+        for coding in product:
+            entry = self._ix.drug_codes.get((canonical_system(coding.system) or "", (coding.code or "").strip()))
+            if entry is not None:
+                names.append(entry.display)
+        return is_parenteral_form(names)
 
     def _atc_class(self, code: str) -> str | None:
         upper = code.upper()

@@ -115,6 +115,8 @@ class MedicationFact:
     matched_by: str = ""
     # Each ingredient's own classes (a combination product: which ingredient is the diuretic), from terminology.
     ingredient_classes: tuple[tuple[str, frozenset[str]], ...] = ()
+    # Given intravenously, intramuscularly or subcutaneously (route or dose form); oral-supplement advice skips it.
+    parenteral: bool = False
 
 
 @dataclass(frozen=True)

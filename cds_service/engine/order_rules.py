@@ -98,8 +98,9 @@ def _for_draft(
                 )
             )
 
-    # A contraindicated salt is not switched: the switch would create another magnesium order.
-    if MG_SALT_INORGANIC in draft.classes and not contraindicated:
+    # A contraindicated salt is not switched: the switch would create another magnesium order. Nor is a parenteral
+    # one: the bioavailability argument for citrate is about oral absorption (safest reading, see recommend.py).
+    if MG_SALT_INORGANIC in draft.classes and not contraindicated and not draft.parenteral:
         switch = r.SuggestionSpec(
             "switch-to-magnesium-citrate",
             (
@@ -120,10 +121,12 @@ def _for_draft(
 
     others = tuple(m for m in a.current_medications if m is not draft)
     spacing: list[r.SpacingAdvice] = []
+    # Spacing is about chelation in the gut: it concerns oral magnesium only.
     if is_supplement(draft):
-        spacing = [r.SpacingAdvice(c, m) for m in others for c in INTERACTING_CLASSES if c in m.classes]
+        if not draft.parenteral:
+            spacing = [r.SpacingAdvice(c, m) for m in others for c in INTERACTING_CLASSES if c in m.classes]
     else:
-        supplements = [m for m in others if is_supplement(m)]
+        supplements = [m for m in others if is_supplement(m) and not m.parenteral]
         if supplements:
             spacing = [r.SpacingAdvice(c, draft) for c in INTERACTING_CLASSES if c in draft.classes]
             figures = (*figures, ("supplement", draft_name(supplements[0])))

@@ -137,10 +137,15 @@ def patient_view_recommendations(
 
     current = a.current_medications
     organic = with_class(current, {MG_SALT_ORGANIC})
-    inorganic = with_class(current, {MG_SALT_INORGANIC})
-    # Safest reading (clinical-rules.md is silent): a magnesium supplement of unstated salt may be organic already;
-    # starting another could pass the 350 mg/day unsupervised upper level [PIC20], so no new start is suggested.
-    unstated = with_class(current, {MG_SALT_UNSPECIFIED})
+    # Safest reading (clinical-rules.md is silent): switch-to-organic is an oral-absorption argument [FIO21], so
+    # intravenous or intramuscular magnesium (sulfate for eclampsia, torsades, severe deficiency) is never switched.
+    inorganic = tuple(m for m in with_class(current, {MG_SALT_INORGANIC}) if not m.parenteral)
+    # Safest reading: a magnesium supplement of unstated salt may be organic already; starting another could pass
+    # the 350 mg/day unsupervised upper level [PIC20], so no new start is suggested. A patient on parenteral
+    # magnesium is being treated already: no oral start on top of it either.
+    unstated = with_class(current, {MG_SALT_UNSPECIFIED}) + tuple(
+        m for m in current if m.parenteral and is_supplement(m)
+    )
     spacing = spacing_for(current)
     meds_flag = () if facts.medications_known else ("medications-unknown",)
 

@@ -508,28 +508,31 @@ class _Extractor:
 
     def _medication_concept(
         self, resource: Mapping[str, Any]
-    ) -> tuple[list[CodeRef], str | None, list[tuple[list[CodeRef], str | None]], str | None]:
+    ) -> tuple[list[CodeRef], str | None, list[tuple[list[CodeRef], str | None]], str | None, list[str]]:
+        """Codings, text, ingredient concepts, a note on what could not be read, and the Medication's dose form."""
         raw_concept = resource.get("medicationCodeableConcept")
         concept = _codeable(raw_concept)
         if concept is not None:
-            return concept[0], concept[1], [], None
+            return concept[0], concept[1], [], None, []
         if raw_concept is not None:
-            return [], None, [], "medicationCodeableConcept is not a valid CodeableConcept"
+            return [], None, [], "medicationCodeableConcept is not a valid CodeableConcept", []
         reference = resource.get("medicationReference")
         ref = _reference(reference)
         display = reference.get("display") if isinstance(reference, dict) else None
         medication = self._resolve_medication(resource, ref)
         if medication is None:
             if isinstance(display, str) and display:
-                return [], display, [], f"{ref or 'medication'} not available; classified by its display text"
-            return [], None, [], f"{ref} could not be read" if ref else "no medication given"
+                return [], display, [], f"{ref or 'medication'} not available; classified by its display text", []
+            return [], None, [], f"{ref} could not be read" if ref else "no medication given", []
         code = _codeable(medication.get("code")) or ([], None)
         ingredients: list[tuple[list[CodeRef], str | None]] = []
         for item in medication.get("ingredient") or ():
             if isinstance(item, dict) and (part := _codeable(item.get("itemCodeableConcept"))) is not None:
                 ingredients.append(part)
         text = code[1] or (display if isinstance(display, str) else None)
-        return code[0], text, ingredients, None
+        form = _codeable(medication.get("form")) or ([], None)
+        form_names = [name for name in (form[1], *(c.display for c in form[0])) if name]
+        return code[0], text, ingredients, None, form_names
 
     def _resolve_medication(self, resource: Mapping[str, Any], ref: str | None) -> Mapping[str, Any] | None:
         if ref is None:
@@ -548,7 +551,7 @@ class _Extractor:
         return None
 
     def _medication(self, resource: dict[str, Any], *, draft: bool, concerned: set[str]) -> MedicationFact | None:
-        codings, text, ingredients, note = self._medication_concept(resource)
+        codings, text, ingredients, note, form_names = self._medication_concept(resource)
         if not codings and not text and not ingredients:
             # Which drug this is cannot be read: it might be a diuretic or a PPI. Counting it as "none of these"
             # would understate the score, so the medication list is treated as incomplete (each drug component
@@ -586,7 +589,22 @@ class _Extractor:
             is_concerned=ref in concerned,
             matched_by=matched_by,
             ingredient_classes=tuple((i.name, i.classes) for i in classification.ingredients),
+            parenteral=self._parenteral(resource, codings, text, form_names),
         )
+
+    def _parenteral(
+        self, resource: Mapping[str, Any], codings: list[CodeRef], text: str | None, form_names: list[str]
+    ) -> bool:
+        dosages = resource.get("dosageInstruction" if resource["resourceType"] == "MedicationRequest" else "dosage")
+        route: list[CodeRef] = []
+        route_texts: list[str] = []
+        for dosage in dosages if isinstance(dosages, list) else ():
+            concept = _codeable(dosage.get("route")) if isinstance(dosage, dict) else None
+            if concept is not None:
+                route.extend(concept[0])
+                route_texts.extend([concept[1]] if concept[1] else [])
+        product_text = " ".join(name for name in (text, *form_names) if name) or None
+        return self.terminology.is_parenteral(codings, product_text, route, " ".join(route_texts) or None)
 
     # Conditions and orders -----------------------------------------------------------------------------------
 

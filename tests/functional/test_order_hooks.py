@@ -267,3 +267,45 @@ def test_order_examples_through_mgcds_evaluate() -> None:
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT, timeout=120)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["assessment"]["recommendations"] == [expected]
+
+
+def _recommendations(cards: list[dict[str, Any]]) -> list[str]:
+    return sorted(c["extension"]["org.mgcds.recommendation"] for c in cards)
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "route"),
+    [
+        # RxNorm 1658244 "10 ML magnesium sulfate 500 MG/ML Injection": known by code alone (no text, no route).
+        ("1658244", None, None),
+        # A local description, with the route given as SNOMED CT 47625008 |Intravenous route|.
+        (
+            None,
+            "Magnesium sulfate 2 g in 50 mL",
+            {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
+        ),
+        (None, "Magnesium sulfate 2 g", {"text": "IV piggyback over 1 hour (IV)"}),
+    ],
+)
+def test_draft_parenteral_magnesium_sulfate_is_not_switched_to_oral_citrate(
+    client: FlaskClient, code: str | None, text: str | None, route: dict[str, Any] | None
+) -> None:
+    # Safest reading (closing note): citrate's advantage is oral absorption; IV magnesium treats severe deficiency.
+    draft = med_request("d-iv", text or "", status="draft", code=code)
+    if text is None:
+        del draft["medicationCodeableConcept"]["text"]
+    if route is not None:
+        draft["dosageInstruction"] = [{"route": route}]
+    doxy = med_request("doxy", "Doxycycline hyclate 100 mg capsule", status="active")
+    request = order_request(
+        "order-sign", [draft], observations=(serum_mg(1.8, "mg/dL"), egfr(80)), medication_requests=(doxy,)
+    )
+    assert _recommendations(call(client, request)) == []
+
+
+def test_draft_oral_magnesium_sulfate_by_code_is_switched(client: FlaskClient) -> None:
+    # RxNorm 1053346 "magnesium sulfate 1000 MG Granules for Oral Solution": oral, inorganic, so switched.
+    draft = med_request("d-oral", "", status="draft", code="1053346")
+    del draft["medicationCodeableConcept"]["text"]
+    cards = call(client, order_request("order-sign", [draft], observations=(serum_mg(1.8, "mg/dL"), egfr(80))))
+    assert _recommendations(cards) == ["switch-to-organic"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cds_service.engine import recommendation as r
 from cds_service.engine.assessment import Assessment, assess
 from cds_service.engine.facts import Facts, MedicationFact
@@ -135,3 +137,27 @@ def test_draft_magnesium_of_unstated_salt_is_a_supplement_for_contraindication_a
     assert a.recommendations[0].suggestions[0].actions == (r.DeleteDraft("MedicationRequest", "mg1"),)
     fine = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 95), lab("serum-magnesium", 0.8))))
     assert fine.recommendation_codes == ()
+
+
+def test_parenteral_magnesium_draft_is_not_switched_and_needs_no_spacing() -> None:
+    # Safest reading (closing note): switching and spacing are about oral magnesium in the gut.
+    iv_sulfate = replace(_draft("magnesium sulfate", "mg-salt-inorganic", rid="ms1"), parenteral=True)
+    doxy = med("doxycycline", "interacts-tetracycline")
+    a = _run(facts(hook="order-sign", meds=(iv_sulfate, doxy), labs=(lab("egfr", 95),)))
+    assert a.recommendation_codes == ()
+    oral = _draft("magnesium sulfate", "mg-salt-inorganic", rid="ms2")
+    b = _run(facts(hook="order-sign", meds=(oral, doxy), labs=(lab("egfr", 95),)))
+    assert set(b.recommendation_codes) == {r.SWITCH_TO_ORGANIC, r.ORDER_SPACING}
+
+
+def test_parenteral_magnesium_draft_is_still_contraindicated_when_serum_is_high() -> None:
+    iv_sulfate = replace(_draft("magnesium sulfate", "mg-salt-inorganic", rid="ms3"), parenteral=True)
+    a = _run(facts(hook="order-sign", meds=(iv_sulfate,), labs=(lab("egfr", 95), lab("serum-magnesium", 1.2))))
+    assert a.recommendation_codes == (r.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+
+
+def test_oral_supplement_beside_a_parenteral_one_gets_no_spacing_from_it() -> None:
+    iv_sulfate = replace(med("magnesium sulfate", "mg-salt-inorganic"), parenteral=True)
+    draft = _draft("doxycycline", "interacts-tetracycline")
+    a = _run(facts(hook="order-select", meds=(draft, iv_sulfate), labs=(lab("egfr", 95),)))
+    assert a.recommendation_codes == ()

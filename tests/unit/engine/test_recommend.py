@@ -194,3 +194,16 @@ def test_a_supplement_of_unstated_salt_is_not_doubled_nor_switched() -> None:
     # pass the 350 mg/day upper level: no supplement-organic; not inorganic either, so no switch-to-organic.
     assert r.SUPPLEMENT_ORGANIC in _codes(facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45))))
     assert _codes(facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45)), meds=(UNSTATED,))) == ()
+
+
+def test_parenteral_magnesium_is_neither_switched_nor_doubled_but_still_stopped_when_serum_is_high() -> None:
+    # Safest reading (closing note): citrate's advantage is oral absorption [FIO21]; IV magnesium sulfate treats
+    # severe deficiency, so it is not switched, and a patient receiving it is not offered an oral start on top.
+    iv_sulfate = replace(med("magnesium sulfate", "mg-salt-inorganic"), parenteral=True)
+    low = (lab("serum-magnesium", 0.6), lab("egfr", 45))
+    assert _codes(facts(labs=low, meds=(iv_sulfate,))) == ()
+    oral_sulfate = med("magnesium sulfate", "mg-salt-inorganic")
+    assert _codes(facts(labs=low, meds=(oral_sulfate,))) == (r.SWITCH_TO_ORGANIC,)
+    # Giving magnesium to a patient whose serum is high is still flagged, whatever the route.
+    high = _run(facts(labs=(lab("serum-magnesium", 1.2), lab("egfr", 95)), meds=(iv_sulfate,)))
+    assert high.recommendation_codes == (r.STOP_SUPPLEMENT,)
