@@ -41,6 +41,7 @@ def cases(term: Terminology) -> dict[str, Callable[[], object]]:
     atc = [CodeRef(ATC, "A02BC01", None)]
     unknown_local = [CodeRef("http://example.org/local-formulary", "X1", None)]
     creatinine = [CodeRef(LOINC, "38483-4", None)]
+    iv_sulfate = [CodeRef(RXNORM, "1658244", None)]
     return {
         "medication: RxNorm product code": lambda: term.classify_medication(product, "Lasix 40mg"),
         "medication: RxNorm ingredient code": lambda: term.classify_medication(ingredient),
@@ -50,6 +51,7 @@ def cases(term: Terminology) -> dict[str, Callable[[], object]]:
         "medication: unrelated local code + text": lambda: term.classify_medication(
             unknown_local, "Amoxicillin / Clavulanate 875 MG / 125 MG Oral Tablet"
         ),
+        "medication: parenteral check (code, no route)": lambda: term.is_parenteral(iv_sulfate, None),
         "observation: creatinine LOINC": lambda: term.classify_observation(creatinine),
         "quantity: creatinine umol/L -> mg/dL": lambda: term.convert(88.4, "umol/L", "serum-creatinine"),
     }
