@@ -96,7 +96,7 @@ def coverage_of(indexes: Indexes) -> list[IngredientCoverage]:
             name=record.name,
             classes=record.classes,
             rxnorm_ingredient=record.rxnorm,
-            product_codes=tuple(sorted(products.get(record.name, []), key=int)),
+            product_codes=tuple(sorted(products.get(record.name, []), key=lambda c: (len(c), c))),
             atc_codes=tuple(sorted(atc.get(record.name, []))),
         )
         for record in indexes.ingredients.values()

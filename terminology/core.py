@@ -121,7 +121,9 @@ class Terminology:
     ) -> bool:
         """Given intravenously, intramuscularly or subcutaneously: by the dosage route, or by the dose form named in
         the product's text, its codings' displays, or the RxNorm name of a product code the value sets know."""
-        if is_parenteral_route(route, route_text):
+        # Free-text orders often carry the route in the product text ("Magnesium sulfate 2 g IV"). A false match only
+        # withholds oral-supplement advice, the cautious direction.
+        if is_parenteral_route(route, route_text) or is_parenteral_route((), product_text):
             return True
         names = [product_text, *(c.display for c in product)]
         for coding in product:

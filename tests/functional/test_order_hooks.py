@@ -285,6 +285,7 @@ def _recommendations(cards: list[dict[str, Any]]) -> list[str]:
             {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
         ),
         (None, "Magnesium sulfate 2 g", {"text": "IV piggyback over 1 hour (IV)"}),
+        (None, "Magnesium sulfate 2 g IV over 1 hour", None),
     ],
 )
 def test_draft_parenteral_magnesium_sulfate_is_not_switched_to_oral_citrate(
