@@ -23,6 +23,7 @@ from terminology.valuesets import (
     DRUG_CLASSES,
     LOINC,
     RXNORM,
+    CodeEntry,
     Indexes,
     TextRule,
     _normalise_answer,
@@ -99,7 +100,7 @@ class Terminology:
             return
         system = canonical_system(coding.system)
         code = coding.code.strip()
-        entry = self._ix.drug_codes.get((system or "", code))
+        entry = self._drug_code(coding)
         if entry is not None:
             for name in entry.ingredients:
                 self._add(found, name, f"{_describe(coding, system, entry.display)} -> {name}")
@@ -127,10 +128,14 @@ class Terminology:
             return True
         names = [product_text, *(c.display for c in product)]
         for coding in product:
-            entry = self._ix.drug_codes.get((canonical_system(coding.system) or "", (coding.code or "").strip()))
+            entry = self._drug_code(coding)
             if entry is not None:
                 names.append(entry.display)
         return is_parenteral_form(names)
+
+    def _drug_code(self, coding: CodeRef) -> CodeEntry | None:
+        """The value sets' entry for a drug code, whatever spelling of the code system the EHR used."""
+        return self._ix.drug_codes.get((canonical_system(coding.system) or "", (coding.code or "").strip()))
 
     def _atc_class(self, code: str) -> str | None:
         upper = code.upper()
