@@ -68,7 +68,6 @@ def create_app(
     from cds_service.recording import AuditRecorder
     from cds_service.security.wiring import build_security
     from hooks import build_registry
-    from hooks.base import observation_search_codes
 
     settings = settings or load_settings()
     if not logging_configured():
@@ -108,7 +107,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["mgcds.settings"] = settings
     app.extensions["mgcds.runtime"] = runtime
-    app.extensions["mgcds.services"] = build_registry(observation_search_codes(terminology))
+    app.extensions["mgcds.services"] = build_registry(terminology.observation_search_codes())
     app.extensions["mgcds.audit_recorder"] = AuditRecorder(audit_log, clock=runtime.clock)
     register_api(app, settings)
     from cds_service.api.review import create_review_blueprint

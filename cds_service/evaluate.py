@@ -18,10 +18,12 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from cds_service.api.models import HookRequest
+from cds_service.cdshooks import HookMismatch, parse_hook_request
 from cds_service.config import Settings
+from cds_service.engine.vocabulary import Hook
 from cds_service.errors import BadRequest, MgCDSError, PrerequisiteFailed
-from cds_service.fhir.client import FhirClient, iter_bundle_resources
+from cds_service.fhir.bundles import iter_bundle_resources
+from cds_service.fhir.client import FhirClient
 from hooks import HookOutcome, RegisteredService, build_registry
 from hooks.base import (
     CONDITIONS_KEY,
@@ -30,7 +32,6 @@ from hooks.base import (
     OBSERVATIONS_KEY,
     PATIENT_KEY,
     SERVICE_REQUESTS_KEY,
-    observation_search_codes,
 )
 
 HOOKS = ("patient-view", "order-select", "order-sign")
@@ -175,17 +176,15 @@ def evaluate_request(
     if hook is not None:
         body = {**body, "hook": hook}
     body.setdefault("hookInstance", str(uuid.uuid4()))
+    if body.get("hook") not in HOOKS:
+        raise EvaluateError(f"hook must be one of {', '.join(HOOKS)}, not {body.get('hook')!r}")
     try:
-        request = HookRequest.model_validate(body)
+        request = parse_hook_request(body, Hook(body["hook"]))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise EvaluateError(f"not a valid CDS Hooks request: {where}: {first.get('msg')}") from exc
-    if request.hook not in HOOKS:
-        raise EvaluateError(f"hook must be one of {', '.join(HOOKS)}, not {request.hook!r}")
-    try:
-        request.require_context(request.hook)
-    except ValueError as exc:
+    except HookMismatch as exc:  # pragma: no cover - the hook was checked just above
         raise EvaluateError(str(exc)) from exc
     terminology = terminology or default_terminology()
     guard = _AllowAll()
@@ -202,7 +201,7 @@ def evaluate_request(
         id_factory=new_uuid,
     )
     try:
-        service = _service_for(request.hook, build_registry(observation_search_codes(terminology)))
+        service = _service_for(request.hook, build_registry(terminology.observation_search_codes()))
         if request.fhirServer:
             guard.check(request.fhirServer, None)
         return service.handle(request, runtime, None)

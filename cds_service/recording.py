@@ -20,7 +20,7 @@ from cds_service.audit.records import (
 )
 
 if TYPE_CHECKING:
-    from cds_service.api.models import FeedbackItem, HookRequest
+    from cds_service.cdshooks import AnyHookRequest, FeedbackItem
     from cds_service.fhir.prefetch import ResolvedData
     from cds_service.runtime import CallerIdentityLike
     from hooks import HookOutcome
@@ -84,7 +84,7 @@ class AuditRecorder:
     def record_call(
         self,
         service_id: str,
-        request: HookRequest | None,
+        request: AnyHookRequest | None,
         caller: CallerIdentityLike | None,
         outcome: HookOutcome | None,
         status: int,
@@ -92,10 +92,9 @@ class AuditRecorder:
         error: str | None,
     ) -> str:
         """Record one service call (failed calls too, without the payload)."""
-        context = request.context if request is not None else {}
 
         def ctx(name: str) -> str | None:
-            value = context.get(name)
+            value = getattr(request.context, name, None) if request is not None else None
             return value[:200] if isinstance(value, str) else None
 
         record = CallRecord(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from hooks.base import CdsService
 
 if TYPE_CHECKING:
-    from cds_service.api.models import HookRequest
+    from cds_service.cdshooks import AnyHookRequest as HookRequest
     from cds_service.fhir.prefetch import ResolvedData
     from cds_service.runtime import CallerIdentityLike, Runtime
 

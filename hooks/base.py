@@ -66,12 +66,3 @@ USAGE_REQUIREMENTS = (
     "prefetch or read access to the FHIR server (patient/*.read or user/*.read scopes). Callers authenticate "
     "with a CDS Hooks JWT (ES384 or RS384)."
 )
-
-
-def observation_search_codes(terminology: Any) -> list[str]:
-    """``system|code`` of every Observation code the engine reads (labs and alcohol items), from the value sets."""
-    indexes = terminology.indexes
-    codes = {f"{system}|{code}" for (system, code) in indexes.lab_codes if system}
-    for item in indexes.auditc.values():
-        codes.update(f"{system}|{code}" for (system, code) in item.question_codes if system)
-    return sorted(codes)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cds_service.cdshooks import OrderSelectRequest
 from hooks import HookOutcome, RegisteredService
 from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
 from hooks.orders import drafts_for, remember_cards
 from hooks.pipeline import run_pipeline
 
 if TYPE_CHECKING:
-    from cds_service.api.models import HookRequest
+    from cds_service.cdshooks import AnyHookRequest as HookRequest
     from cds_service.runtime import CallerIdentityLike, Runtime
 
 SERVICE_ID = "mg-order-select"
@@ -37,9 +38,11 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     spec = definition(observation_codes)
 
     def handle(request: HookRequest, runtime: Runtime, caller: CallerIdentityLike | None) -> HookOutcome:
-        drafts = drafts_for(request, selections_required=True)
+        if not isinstance(request, OrderSelectRequest):
+            raise TypeError(f"{SERVICE_ID} handles OrderSelectRequest only")
+        drafts = drafts_for(request)
         outcome = run_pipeline(spec, request, runtime, caller, drafts=drafts)
-        remember_cards(runtime, request.patient_id, outcome.cards)
+        remember_cards(runtime, request.context.patientId, outcome.cards)
         outcome.notes.extend(drafts.notes)
         return outcome
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cds_service.cdshooks import OrderSignRequest
 from hooks import HookOutcome, RegisteredService
 from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
 from hooks.orders import drafts_for, drop_repeated_cards
 from hooks.pipeline import run_pipeline
 
 if TYPE_CHECKING:
-    from cds_service.api.models import HookRequest
+    from cds_service.cdshooks import AnyHookRequest as HookRequest
     from cds_service.runtime import CallerIdentityLike, Runtime
 
 SERVICE_ID = "mg-order-sign"
@@ -37,9 +38,11 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     spec = definition(observation_codes)
 
     def handle(request: HookRequest, runtime: Runtime, caller: CallerIdentityLike | None) -> HookOutcome:
-        drafts = drafts_for(request, selections_required=False)
+        if not isinstance(request, OrderSignRequest):
+            raise TypeError(f"{SERVICE_ID} handles OrderSignRequest only")
+        drafts = drafts_for(request)
         outcome = run_pipeline(spec, request, runtime, caller, drafts=drafts)
-        outcome.cards = drop_repeated_cards(runtime, request.patient_id, outcome.cards)
+        outcome.cards = drop_repeated_cards(runtime, request.context.patientId, outcome.cards)
         outcome.notes.extend(drafts.notes)
         return outcome
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 
 from cds_service.cards import DRAFT_EXTENSION_KEY, RECOMMENDATION_EXTENSION_KEY
+from cds_service.cdshooks import OrderSelectRequest, OrderSignRequest
 from cds_service.errors import BadRequest
 from cds_service.fhir.extract import DraftOrders, parse_draft_orders
 
 if TYPE_CHECKING:
-    from cds_service.api.models import HookRequest
     from cds_service.runtime import Runtime
 
 _SEEN_CACHE = "order_session_cards"
@@ -29,16 +29,17 @@ _SEEN_LOCK = threading.Lock()
 MAX_DRAFT_ORDERS = 200
 
 
-def drafts_for(request: HookRequest, *, selections_required: bool) -> DraftOrders:
+def drafts_for(request: OrderSelectRequest | OrderSignRequest) -> DraftOrders:
     """The draft orders of an order hook; order-select's selections must name drafts in the Bundle (else 400)."""
-    selections = request.context.get("selections") if selections_required else None
-    entries = request.context["draftOrders"].get("entry")
+    selections_required = isinstance(request, OrderSelectRequest)
+    selections = request.context.selections if isinstance(request, OrderSelectRequest) else None
+    entries = request.context.draftOrders.get("entry")
     if isinstance(entries, list) and len(entries) > MAX_DRAFT_ORDERS:
         raise BadRequest(
             f"context.draftOrders holds {len(entries)} entries; at most {MAX_DRAFT_ORDERS} are evaluated per call",
             field="context.draftOrders",
         )
-    drafts = parse_draft_orders(request.context["draftOrders"], selections, patient_id=request.patient_id)
+    drafts = parse_draft_orders(request.context.draftOrders, selections, patient_id=request.context.patientId)
     if selections_required:
         missing = [s for s in selections or () if s not in drafts.refs]
         if missing:

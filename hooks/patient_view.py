@@ -10,7 +10,7 @@ from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
 from hooks.pipeline import run_pipeline
 
 if TYPE_CHECKING:
-    from cds_service.api.models import HookRequest
+    from cds_service.cdshooks import AnyHookRequest as HookRequest
     from cds_service.runtime import CallerIdentityLike, Runtime
 
 SERVICE_ID = "mg-patient-view"

@@ -15,7 +15,7 @@ from cds_service.fhir.prefetch import resolve_prefetch
 from hooks import HookOutcome
 
 if TYPE_CHECKING:
-    from cds_service.api.models import HookRequest
+    from cds_service.cdshooks import AnyHookRequest as HookRequest
     from cds_service.runtime import CallerIdentityLike, Runtime
     from hooks.base import CdsService
 
@@ -43,13 +43,13 @@ def run_pipeline(
     token = request.fhirAuthorization.access_token if request.fhirAuthorization is not None else None
     data = resolve_prefetch(
         service.prefetch,
-        request.context,
+        request.context.model_dump(),
         request.prefetch,
         client=runtime.fhir_client,
         fhir_server=request.fhirServer,
         access_token=token,
     )
-    check_patient_matches(data.resources("patient")[0], request.patient_id)
+    check_patient_matches(data.resources("patient")[0], request.context.patientId)
 
     def fetch_medication(reference: str) -> dict[str, Any] | None:
         # A MedicationRequest may point at a Medication the prefetch did not carry. Fail open: without it the
@@ -63,10 +63,8 @@ def run_pipeline(
 
     facts = extract_facts(
         data,
-        patient_id=request.patient_id,
-        encounter_id=request.context.get("encounterId")
-        if isinstance(request.context.get("encounterId"), str)
-        else None,
+        patient_id=request.context.patientId,
+        encounter_id=request.context.encounterId,
         hook=service.hook,
         terminology=runtime.terminology,
         drafts=drafts,

@@ -263,6 +263,13 @@ class Terminology:
             return item.band_by_score.get(answer_score)
         return None
 
+    def observation_search_codes(self) -> list[str]:
+        """``system|code`` of every Observation code the engine reads (labs and AUDIT-C items), for prefetch."""
+        codes = {f"{system}|{code}" for (system, code) in self._ix.lab_codes if system}
+        for item in self._ix.auditc.values():
+            codes.update(f"{system}|{code}" for (system, code) in item.question_codes if system)
+        return sorted(codes)
+
     # ---- units -------------------------------------------------------------------------------------
 
     def convert(self, value: float, unit: str | None, concept: str) -> ConvertedQuantity:

@@ -11,7 +11,15 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from cds_service.api.models import CardsResponse, FeedbackRequest, HookRequest
+from cds_service.cdshooks import (
+    AnyHookRequest,
+    CardsResponse,
+    FeedbackRequest,
+    HookMismatch,
+    parse_hook_request,
+    validation_message,
+)
+from cds_service.engine.vocabulary import Hook
 from cds_service.errors import (
     BadRequest,
     ClientError,
@@ -39,13 +47,6 @@ def _runtime() -> Runtime:
 def _registry() -> ServiceRegistry:
     registry: ServiceRegistry = current_app.extensions["mgcds.services"]
     return registry
-
-
-def validation_message(exc: ValidationError) -> tuple[str, str]:
-    """The first validation error as (dotted field path, message) for a 400 body."""
-    first = exc.errors(include_url=False)[0]
-    path = ".".join(str(part) for part in first.get("loc", ())) or "body"
-    return path, f"{path}: {first.get('msg', 'invalid')}"
 
 
 def parse_body(model: type[ModelT], body: dict[str, Any]) -> ModelT:
@@ -134,7 +135,7 @@ def invoke(service_id: str) -> tuple[Response, int]:
     runtime = _runtime()
     started = time.perf_counter()
     service = _registry().get(service_id)
-    hook_request: HookRequest | None = None
+    hook_request: AnyHookRequest | None = None
     caller: CallerIdentityLike | None = None
     try:
         if service is None:
@@ -143,17 +144,14 @@ def invoke(service_id: str) -> tuple[Response, int]:
         body = read_json_body()
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object (a CDS Hooks request)", field="body")
-        hook_request = parse_body(HookRequest, body)
-        g.mgcds_hook_instance = hook_request.hookInstance
-        if hook_request.hook != service.definition.hook:
-            raise BadRequest(
-                f"hook {hook_request.hook!r} does not match service {service_id!r} ({service.definition.hook})",
-                field="hook",
-            )
         try:
-            hook_request.require_context(service.definition.hook)
-        except ValueError as exc:
-            raise BadRequest(str(exc), field="context") from exc
+            hook_request = parse_hook_request(body, Hook(service.definition.hook))
+        except ValidationError as exc:
+            field, message = validation_message(exc)
+            raise BadRequest(message, field=field) from exc
+        except HookMismatch as exc:
+            raise BadRequest(f"{exc} (service {service_id!r})", field="hook") from exc
+        g.mgcds_hook_instance = hook_request.hookInstance
         if hook_request.fhirServer:
             # Refuse before any outbound request is made (SSRF): the guard raises FhirServerNotAllowed.
             try:
@@ -227,7 +225,7 @@ def feedback(service_id: str) -> tuple[Response, int]:
 
 def _record_call(
     service_id: str,
-    hook_request: HookRequest | None,
+    hook_request: AnyHookRequest | None,
     caller: CallerIdentityLike | None,
     outcome: HookOutcome,
     status: int,
@@ -239,7 +237,7 @@ def _record_call(
 
 def _record_failure(
     service_id: str,
-    hook_request: HookRequest | None,
+    hook_request: AnyHookRequest | None,
     caller: CallerIdentityLike | None,
     exc: MgCDSError,
     started: float,

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the service (``GET /openapi.json``, served without authentication like discovery).
 
-Request and response bodies come from the pydantic wire models in :mod:`cds_service.api.models`, so the document
+Request and response bodies come from the pydantic wire models in :mod:`cds_service.cdshooks`, so the document
 cannot drift from what the service validates; each service's path narrows ``hook`` and ``context`` to what that
 hook requires (CDS Hooks 2.0 hook library: patient-view, order-select, order-sign). Every error answer has the body
 of :func:`cds_service.api.errors.error_body`.
@@ -14,14 +14,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from pydantic.json_schema import models_json_schema
 
-from cds_service.api.models import REQUIRED_CONTEXT, CardsResponse, FeedbackRequest, HookRequest
+from cds_service.cdshooks import CONTEXT_MODELS, CardsResponse, FeedbackRequest, HookRequest
+from cds_service.engine.vocabulary import Hook
 
 bp = Blueprint("openapi", __name__)
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/{model}"
 _JSON = "application/json"
-_CONTEXT_ID_MAX = 200  # HookRequest.require_context: ids are strings of at most 200 characters
 
 _ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -109,20 +109,10 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _context_schema(hook: str) -> dict[str, Any]:
-    """``context`` as ``hook`` requires it (the same rules as HookRequest.require_context)."""
-    identifier = {"type": "string", "minLength": 1, "maxLength": _CONTEXT_ID_MAX}
-    properties: dict[str, Any] = {"userId": identifier, "patientId": identifier, "encounterId": identifier}
-    required = REQUIRED_CONTEXT.get(hook, ())
-    if "selections" in required:
-        properties["selections"] = {"type": "array", "items": {"type": "string", "minLength": 1}}
-    if "draftOrders" in required:
-        properties["draftOrders"] = {
-            "type": "object",
-            "description": "A FHIR Bundle of the draft orders (R4)",
-            "properties": {"resourceType": {"const": "Bundle"}, "entry": {"type": "array"}},
-            "required": ["resourceType"],
-        }
-    return {"type": "object", "properties": properties, "required": list(required)}
+    """``context`` as ``hook`` requires it: the JSON schema of that hook's context model."""
+    schema = CONTEXT_MODELS[Hook(hook)].model_json_schema()
+    schema.pop("title", None)
+    return schema
 
 
 def _service_paths(service_id: str, hook: str, title: str) -> dict[str, Any]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, urljoin, urlsplit
 
@@ -27,6 +26,7 @@ from cds_service.errors import (
     FhirServerError,
     FhirUnreachable,
 )
+from cds_service.fhir.bundles import SearchResult, iter_bundle_resources, join_url, next_link
 
 FHIR_JSON = "application/fhir+json"
 MAX_REDIRECTS = 3
@@ -70,15 +70,6 @@ def raise_for_fhir_status(response: requests.Response, url: str) -> None:
     if status >= 500:
         raise FhirServerError(f"FHIR server error (HTTP {status})", url=url, status=status)
     raise FhirBadResponse(f"FHIR server answered HTTP {status}", url=url, status=status)
-
-
-@dataclass
-class SearchResult:
-    """The resources of a search, and what stopped the paging early (if anything)."""
-
-    resources: list[dict[str, Any]] = field(default_factory=list)
-    truncated: str | None = None
-    pages: int = 0
 
 
 def _pooled_session(max_concurrency: int) -> requests.Session:
@@ -272,36 +263,3 @@ class FhirClient:
 def _loop_key(url: str) -> str:
     # The same page can come back spelled differently (%7C for |, + for space): compare decoded forms.
     return unquote_plus(url)
-
-
-def next_link(bundle: Mapping[str, Any]) -> str | None:
-    """The Bundle's ``next`` link URL, if any."""
-    links = bundle.get("link")
-    if not isinstance(links, list):
-        return None
-    for link in links:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            url: str = link["url"]
-            return url or None
-    return None
-
-
-def join_url(base_url: str, relative: str) -> str:
-    """``base/relative`` with exactly one slash between them."""
-    return base_url.rstrip("/") + "/" + relative.lstrip("/")
-
-
-def iter_bundle_resources(bundle: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The resources in a Bundle's entries, skipping malformed entries and search outcomes."""
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        return
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        search = entry.get("search")
-        if isinstance(search, dict) and search.get("mode") == "outcome":
-            continue
-        resource = entry.get("resource")
-        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-            yield resource

@@ -34,7 +34,7 @@ from cds_service.engine.facts import (
     PatientFacts,
 )
 from cds_service.errors import TerminologyError
-from cds_service.fhir.client import iter_bundle_resources
+from cds_service.fhir.bundles import iter_bundle_resources
 from cds_service.fhir.prefetch import ResolvedData
 from terminology import CodeRef, Terminology
 

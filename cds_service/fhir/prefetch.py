@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cds_service.errors import FhirError, PrerequisiteFailed
-from cds_service.fhir.client import FhirClient, SearchResult, iter_bundle_resources, next_link
+from cds_service.fhir.bundles import SearchResult, iter_bundle_resources, next_link
+from cds_service.fhir.client import FhirClient
 
 Origin = Literal["prefetch", "fetched", "absent", "failed"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from cds_service.api.models import CardsResponse
+from cds_service.cdshooks import CardsResponse
 from tests.functional.conftest import load_example
 
 pytestmark = pytest.mark.timeout(20)
@@ -187,7 +187,7 @@ def test_a_wrong_type_in_a_context_id_is_400(client: FlaskClient, name: str, val
     response = post(client, PV, request)
     body = check_answer(response)
     assert response.status_code == 400, body
-    assert body["field"] == "context"
+    assert body["field"] == f"context.{name}"
     assert name in body["message"]
 
 

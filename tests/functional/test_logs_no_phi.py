@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cds_service.api.models import CardsResponse, HookRequest
+from cds_service.cdshooks import CardsResponse, HookRequest
 from cds_service.logging import build_handler, logging_configured
 from tests.functional.conftest import EXAMPLE_NOW, load_example
 from tests.support.secured_app import SecuredApp, es384_signing_key, secured_app

@@ -1,26 +1,23 @@
-"""Pydantic models of the CDS Hooks 2.0 wire format: requests, cards, suggestions, actions, links, feedback.
+"""The CDS Hooks 2.0 wire format as pydantic models: requests (one typed context per hook), cards, feedback.
 
-Requests are validated strictly enough to answer 400 naming the field; responses are validated before they leave
-so that a bug of ours never sends an invalid card to an EHR. This module imports no flask: cards.py and the CLI use
-it too.
+Shared by the HTTP API, the hooks and the CLI; it imports no flask. Requests are validated strictly enough to answer
+400 naming the field (``context.selections``); responses are validated before they leave, so that a bug of ours
+never sends an invalid card to an EHR.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# The CDS Hooks 2.0 hooks this service implements, with the context fields each requires
-# (hook library: patient-view 1.0, order-select 1.0, order-sign 1.0).
-REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
-    "patient-view": ("userId", "patientId"),
-    "order-select": ("userId", "patientId", "selections", "draftOrders"),
-    "order-sign": ("userId", "patientId", "draftOrders"),
-}
+from cds_service.engine.vocabulary import Hook
+from cds_service.vocabulary import CardExtension
 
 SUMMARY_MAX_LENGTH = 140  # CDS Hooks 2.0 "Card Attributes": summary SHOULD be under 140 characters
+CONTEXT_ID_MAX_LENGTH = 200  # longest userId/patientId/encounterId accepted (FHIR ids are 64; references longer)
 
 
 class _Wire(BaseModel):
@@ -48,47 +45,126 @@ class FhirAuthorization(_Wire):
     __str__ = __repr__
 
 
-class HookRequest(_Wire):
-    """A CDS Hooks 2.0 service request (HTTP POST body)."""
+# --- Contexts: one model per hook (hook library: patient-view 1.0, order-select 1.0, order-sign 1.0) ----------
+
+ContextId = Annotated[str, Field(min_length=1, max_length=CONTEXT_ID_MAX_LENGTH)]
+Selection = Annotated[str, Field(min_length=1)]
+
+
+class PatientViewContext(_Wire):
+    """``context`` of patient-view: who is looking at which chart."""
+
+    userId: ContextId  # noqa: N815 - the spec's field names
+    patientId: ContextId  # noqa: N815
+    encounterId: ContextId | None = None  # noqa: N815
+
+
+class OrderSignContext(PatientViewContext):
+    """``context`` of order-sign: the draft orders about to be signed (a FHIR Bundle)."""
+
+    draftOrders: dict[str, Any]  # noqa: N815
+
+    @field_validator("draftOrders")
+    @classmethod
+    def _bundle(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("resourceType") != "Bundle":
+            raise ValueError("context.draftOrders must be a FHIR Bundle")
+        return value
+
+
+class OrderSelectContext(OrderSignContext):
+    """``context`` of order-select: the draft orders and which of them were just selected."""
+
+    selections: list[Selection]
+
+
+# --- Requests ----------------------------------------------------------------------------------------------------
+
+
+class _HookRequestBase(_Wire):
+    """What every CDS Hooks 2.0 service request carries besides its hook's context."""
 
     hook: str = Field(min_length=1, max_length=200)
     hookInstance: str = Field(min_length=1, max_length=200)  # noqa: N815 - the spec's field name
     fhirServer: str | None = Field(default=None, max_length=2000)  # noqa: N815
     fhirAuthorization: FhirAuthorization | None = None  # noqa: N815
-    context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _authorization_needs_server(self) -> HookRequest:
+    def _authorization_needs_server(self) -> _HookRequestBase:
         # CDS Hooks 2.0: fhirAuthorization is only meaningful with fhirServer ("If fhirAuthorization ... then
         # fhirServer MUST be present").
         if self.fhirAuthorization is not None and not self.fhirServer:
             raise ValueError("fhirAuthorization requires fhirServer")
         return self
 
-    def require_context(self, hook: str) -> None:
-        """Raise ValueError naming the first missing or mistyped required context field of ``hook``."""
-        for name in REQUIRED_CONTEXT.get(hook, ()):
-            value = self.context.get(name)
-            if value is None or value == "":
-                raise ValueError(f"context.{name} is required for {hook}")
-        for name in ("userId", "patientId", "encounterId"):
-            value = self.context.get(name)
-            if value is not None and (not isinstance(value, str) or len(value) > 200):
-                raise ValueError(f"context.{name} must be a string of at most 200 characters")
-        if "selections" in REQUIRED_CONTEXT.get(hook, ()):
-            selections = self.context["selections"]
-            if not isinstance(selections, list) or not all(isinstance(s, str) and s for s in selections):
-                raise ValueError("context.selections must be a list of non-empty strings")
-        if "draftOrders" in REQUIRED_CONTEXT.get(hook, ()):
-            draft_orders = self.context["draftOrders"]
-            if not isinstance(draft_orders, dict) or draft_orders.get("resourceType") != "Bundle":
-                raise ValueError("context.draftOrders must be a FHIR Bundle")
-
     @property
-    def patient_id(self) -> str:
-        """The patient in context (validated present by require_context)."""
-        return str(self.context.get("patientId", ""))
+    def access_token(self) -> str | None:
+        """The EHR's FHIR access token, if it sent one."""
+        return self.fhirAuthorization.access_token if self.fhirAuthorization is not None else None
+
+
+class HookRequest(_HookRequestBase):
+    """A CDS Hooks 2.0 service request (HTTP POST body) whose context is not yet read for a particular hook."""
+
+    context: dict[str, Any]
+
+
+class PatientViewRequest(_HookRequestBase):
+    """A patient-view call."""
+
+    context: PatientViewContext
+
+
+class OrderSelectRequest(_HookRequestBase):
+    """An order-select call."""
+
+    context: OrderSelectContext
+
+
+class OrderSignRequest(_HookRequestBase):
+    """An order-sign call."""
+
+    context: OrderSignContext
+
+
+AnyHookRequest = PatientViewRequest | OrderSelectRequest | OrderSignRequest
+
+REQUEST_MODELS: Mapping[Hook, type[AnyHookRequest]] = {
+    Hook.PATIENT_VIEW: PatientViewRequest,
+    Hook.ORDER_SELECT: OrderSelectRequest,
+    Hook.ORDER_SIGN: OrderSignRequest,
+}
+CONTEXT_MODELS: Mapping[Hook, type[PatientViewContext]] = {
+    Hook.PATIENT_VIEW: PatientViewContext,
+    Hook.ORDER_SELECT: OrderSelectContext,
+    Hook.ORDER_SIGN: OrderSignContext,
+}
+
+
+class HookMismatch(ValueError):
+    """The request's ``hook`` is not the hook of the service it was sent to."""
+
+
+def parse_hook_request(body: Mapping[str, Any], hook: Hook) -> AnyHookRequest:
+    """Validate a request body for ``hook``: ValidationError naming the field, HookMismatch for another hook."""
+    sent = body.get("hook")
+    if not isinstance(sent, str) or sent != hook:
+        # The generic model gives the precise error for a missing or malformed hook; a well-formed other hook is a
+        # mismatch, reported before its context is read with the wrong model.
+        HookRequest.model_validate(body)
+        raise HookMismatch(f"hook {sent!r} does not match this service's hook ({hook})")
+    return REQUEST_MODELS[hook].model_validate(body)
+
+
+def validation_message(exc: ValidationError) -> tuple[str, str]:
+    """The first validation error as (dotted field path, message) for a 400 body."""
+    first = exc.errors(include_url=False)[0]
+    path = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    message = str(first.get("msg", "invalid"))
+    # Our own validators already name the field ("context.draftOrders must be ..."): don't say it twice.
+    message = message.removeprefix("Value error, ")
+    return path, message if message.startswith(path) else f"{path}: {message}"
 
 
 # --- Responses -------------------------------------------------------------------------------------------------
@@ -172,8 +248,10 @@ class Card(_Strict):
     def _selection_behavior(self) -> Card:
         if self.suggestions and self.selectionBehavior is None:
             raise ValueError("selectionBehavior is required when a card has suggestions")
-        if "org.mgcds.recommendation" not in self.extension:
-            raise ValueError("every MgCDS card names its recommendation in extension['org.mgcds.recommendation']")
+        if CardExtension.RECOMMENDATION not in self.extension:
+            raise ValueError(
+                f"every MgCDS card names its recommendation in extension[{CardExtension.RECOMMENDATION!r}]"
+            )
         return self
 
 

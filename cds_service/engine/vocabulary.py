@@ -1,0 +1,146 @@
+"""The clinical vocabulary, defined once: every code, category and class name the rules and the cards use.
+
+Each is a ``StrEnum`` (its members are the strings of clinical-rules.md, so they compare equal to, and serialise
+as, those strings). The terminology package assigns the drug classes and lab concepts; the engine reads them; the
+cards, the audit log and the CLI show them. Nothing else spells these strings out.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Hook(StrEnum):
+    """The CDS Hooks this service answers (hook library: patient-view, order-select, order-sign)."""
+
+    PATIENT_VIEW = "patient-view"
+    ORDER_SELECT = "order-select"
+    ORDER_SIGN = "order-sign"
+
+
+ORDER_HOOKS = frozenset({Hook.ORDER_SELECT, Hook.ORDER_SIGN})
+
+
+class LabConcept(StrEnum):
+    """What an Observation (or a ServiceRequest for a test) is, once terminology has read its code."""
+
+    SERUM_MAGNESIUM = "serum-magnesium"
+    IONIZED_MAGNESIUM = "ionized-magnesium"
+    URINE_MAGNESIUM = "urine-magnesium"
+    URINE_CREATININE = "urine-creatinine"
+    SERUM_CREATININE = "serum-creatinine"
+    EGFR = "egfr"
+    ALCOHOL_DRINKS_PER_DAY = "alcohol-drinks-per-day"
+    AUDITC_FREQUENCY = "auditc-frequency"
+    AUDITC_TYPICAL_DRINKS = "auditc-typical-drinks"
+
+
+class ConditionConcept(StrEnum):
+    """Condition concepts the rules use."""
+
+    ALCOHOL_USE_DISORDER = "alcohol-use-disorder"
+
+
+class DrugClass(StrEnum):
+    """Drug classes a medication's ingredients carry (assigned by the terminology value sets)."""
+
+    LOOP_DIURETIC = "loop-diuretic"
+    THIAZIDE_DIURETIC = "thiazide-diuretic"
+    POTASSIUM_SPARING_DIURETIC = "potassium-sparing-diuretic"
+    CARBONIC_ANHYDRASE_INHIBITOR = "carbonic-anhydrase-inhibitor"
+    PROTON_PUMP_INHIBITOR = "proton-pump-inhibitor"
+    MG_WASTING_OTHER = "mg-wasting-other"
+    MG_SALT_ORGANIC = "mg-salt-organic"
+    MG_SALT_INORGANIC = "mg-salt-inorganic"
+    # A magnesium product whose salt the order does not name ("Magnesium 250 mg").
+    MG_SALT_UNSPECIFIED = "mg-salt-unspecified"
+    INTERACTS_TETRACYCLINE = "interacts-tetracycline"
+    INTERACTS_FLUOROQUINOLONE = "interacts-fluoroquinolone"
+    INTERACTS_BISPHOSPHONATE = "interacts-bisphosphonate"
+    INTERACTS_LEVOTHYROXINE = "interacts-levothyroxine"
+    INTERACTS_DOLUTEGRAVIR = "interacts-dolutegravir"
+    INTERACTS_GABAPENTIN = "interacts-gabapentin"
+
+
+# The MDS diuretic component [FAN21]: loop, thiazide and thiazide-like, potassium-sparing, carbonic anhydrase
+# inhibitors (clinical-rules.md section 4).
+DIURETIC_CLASSES = frozenset(
+    {
+        DrugClass.LOOP_DIURETIC,
+        DrugClass.THIAZIDE_DIURETIC,
+        DrugClass.POTASSIUM_SPARING_DIURETIC,
+        DrugClass.CARBONIC_ANHYDRASE_INHIBITOR,
+    }
+)
+MG_SALT_CLASSES = frozenset({DrugClass.MG_SALT_ORGANIC, DrugClass.MG_SALT_INORGANIC, DrugClass.MG_SALT_UNSPECIFIED})
+# Drugs whose absorption oral magnesium lowers, in the order the spacing notes list them (section 7.3).
+INTERACTING_CLASSES = (
+    DrugClass.INTERACTS_TETRACYCLINE,
+    DrugClass.INTERACTS_FLUOROQUINOLONE,
+    DrugClass.INTERACTS_BISPHOSPHONATE,
+    DrugClass.INTERACTS_LEVOTHYROXINE,
+    DrugClass.INTERACTS_DOLUTEGRAVIR,
+    DrugClass.INTERACTS_GABAPENTIN,
+)
+
+
+class MagnesiumCategory(StrEnum):
+    """Serum (and, of these, low/normal/high/unknown: ionized) magnesium categories (section 2)."""
+
+    SEVERE_LOW = "severe-low"
+    LOW = "low"
+    LOW_NORMAL = "low-normal"
+    NORMAL = "normal"
+    HIGH = "high"
+    UNKNOWN = "unknown"
+
+
+class Deficiency(StrEnum):
+    """The deficiency assessment (section 6)."""
+
+    EXCESS = "excess"
+    LIKELY = "likely"
+    POSSIBLE = "possible"
+    UNLIKELY = "unlikely"
+    UNKNOWN = "unknown"
+
+
+class EgfrSource(StrEnum):
+    """How the eGFR that counts was obtained (section 3)."""
+
+    OBSERVATION = "observation"
+    CKD_EPI_2021 = "ckd-epi-2021"
+    NONE = "none"
+
+
+class MdsGroup(StrEnum):
+    """The MDS group of a score interval (section 4)."""
+
+    LOW = "low"
+    MODERATE = "moderate"
+    HIGH = "high"
+    INDETERMINATE = "indeterminate"
+
+
+class Indicator(StrEnum):
+    """CDS Hooks card indicators, in increasing urgency."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class RecommendationCode(StrEnum):
+    """Recommendation codes (sections 7 and 8): one card each, named in the card's extension."""
+
+    URGENT_EVALUATION = "urgent-evaluation"
+    TEST_SERUM_MG = "test-serum-mg"
+    TEST_IONIZED_MG = "test-ionized-mg"
+    CHECK_RENAL_FUNCTION = "check-renal-function"
+    SUPPLEMENT_RENAL_CAUTION = "supplement-renal-caution"
+    SUPPLEMENT_ORGANIC = "supplement-organic"
+    SWITCH_TO_ORGANIC = "switch-to-organic"
+    STOP_SUPPLEMENT = "stop-supplement"
+    ORDER_DEPLETES_MG = "order-depletes-mg"
+    ORDER_SUPPLEMENT_CONTRAINDICATED = "order-supplement-contraindicated"
+    ORDER_SPACING = "order-spacing"
