@@ -204,7 +204,7 @@ def evaluate_request(
         service = _service_for(request.hook, build_registry(terminology.observation_search_codes()))
         if request.fhirServer:
             guard.check(request.fhirServer, None)
-        return service.handle(request, runtime, None)
+        return service.handle(request, runtime.hook_deps)
     except PrerequisiteFailed as exc:
         raise EvaluateError(f"cannot evaluate: {exc.message}") from exc
     except BadRequest as exc:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from cds_service.config import Settings
 from cds_service.fhir.client import FhirClient
+from cds_service.interfaces import HookDeps
 
 
 class CallerIdentityLike(Protocol):
@@ -66,3 +67,18 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     id_factory: Callable[[], str] = new_uuid
     extras: dict[str, Any] = field(default_factory=dict)
+    hook_deps: HookDeps = field(init=False)
+
+    def __post_init__(self) -> None:
+        from hooks.orders import TtlOrderSession
+
+        # Rules page of this service: every card's source.url points there.
+        self.hook_deps = HookDeps(
+            fhir=self.fhir_client,
+            terminology=self.terminology,
+            clinical=self.settings.clinical,
+            clock=self.clock,
+            id_factory=self.id_factory,
+            order_session=TtlOrderSession(self.settings.order_session_ttl_seconds),
+            rules_url=self.settings.public_base_url.rstrip("/") + "/docs/clinical-rules",
+        )

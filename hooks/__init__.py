@@ -11,7 +11,7 @@ from hooks.base import CdsService
 if TYPE_CHECKING:
     from cds_service.cdshooks import AnyHookRequest as HookRequest
     from cds_service.fhir.prefetch import ResolvedData
-    from cds_service.runtime import CallerIdentityLike, Runtime
+    from cds_service.interfaces import HookDeps
 
 
 @dataclass
@@ -24,7 +24,7 @@ class HookOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-Handler = Callable[["HookRequest", "Runtime", "CallerIdentityLike | None"], HookOutcome]
+Handler = Callable[["HookRequest", "HookDeps"], HookOutcome]
 
 
 @dataclass(frozen=True)

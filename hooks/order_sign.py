@@ -13,7 +13,7 @@ from hooks.pipeline import run_pipeline
 
 if TYPE_CHECKING:
     from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.runtime import CallerIdentityLike, Runtime
+    from cds_service.interfaces import HookDeps
 
 SERVICE_ID = "mg-order-sign"
 
@@ -37,12 +37,12 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     """mg-order-sign with its handler."""
     spec = definition(observation_codes)
 
-    def handle(request: HookRequest, runtime: Runtime, caller: CallerIdentityLike | None) -> HookOutcome:
+    def handle(request: HookRequest, deps: HookDeps) -> HookOutcome:
         if not isinstance(request, OrderSignRequest):
             raise TypeError(f"{SERVICE_ID} handles OrderSignRequest only")
         drafts = drafts_for(request)
-        outcome = run_pipeline(spec, request, runtime, caller, drafts=drafts)
-        outcome.cards = drop_repeated_cards(runtime, request.context.patientId, outcome.cards)
+        outcome = run_pipeline(spec, request, deps, drafts=drafts)
+        outcome.cards = drop_repeated_cards(deps.order_session, request.context.patientId, outcome.cards)
         outcome.notes.extend(drafts.notes)
         return outcome
 

@@ -19,10 +19,8 @@ from cds_service.errors import BadRequest
 from cds_service.fhir.extract import DraftOrders, parse_draft_orders
 
 if TYPE_CHECKING:
-    from cds_service.runtime import Runtime
+    from cds_service.interfaces import OrderSession
 
-_SEEN_CACHE = "order_session_cards"
-_SEEN_LOCK = threading.Lock()
 # An order-sign of a large admission order set holds tens of drafts, rarely more than a hundred. Far more is not an
 # ordering session but a hostile or broken payload: each draft is evaluated against every current medication and
 # can produce cards, so the work (and the answer) would grow without bound (issue 6 item 4: no hang).
@@ -50,35 +48,40 @@ def drafts_for(request: OrderSelectRequest | OrderSignRequest) -> DraftOrders:
     return drafts
 
 
-def _seen_cache(runtime: Runtime) -> TTLCache[tuple[str, str, str], bool]:
-    with _SEEN_LOCK:
-        cache = runtime.extras.get(_SEEN_CACHE)
-        if cache is None:
-            cache = TTLCache(maxsize=10000, ttl=runtime.settings.order_session_ttl_seconds)
-            runtime.extras[_SEEN_CACHE] = cache
-        return cache
+class TtlOrderSession:
+    """The cards order-select showed, per (patient, draft, recommendation code), for ``ttl_seconds`` (thread-safe)."""
+
+    def __init__(self, ttl_seconds: float, *, maxsize: int = 10000) -> None:
+        self._seen: TTLCache[tuple[str, str, str], bool] = TTLCache(maxsize=maxsize, ttl=ttl_seconds)
+        self._lock = threading.Lock()
+
+    def remember(self, patient_id: str, draft: str, code: str) -> None:
+        """Note that card ``code`` was shown for ``draft``."""
+        with self._lock:
+            self._seen[(patient_id, draft, code)] = True
+
+    def was_shown(self, patient_id: str, draft: str, code: str) -> bool:
+        """Whether that card was shown within the session."""
+        with self._lock:
+            return (patient_id, draft, code) in self._seen
 
 
-def _key(patient_id: str, card: dict[str, Any]) -> tuple[str, str, str] | None:
+def _key(card: dict[str, Any]) -> tuple[str, str] | None:
     extension = card.get("extension", {})
     draft = extension.get(DRAFT_EXTENSION_KEY)
     if not isinstance(draft, str):
         return None
-    return (patient_id, draft, str(extension.get(RECOMMENDATION_EXTENSION_KEY)))
+    return (draft, str(extension.get(RECOMMENDATION_EXTENSION_KEY)))
 
 
-def remember_cards(runtime: Runtime, patient_id: str, cards: list[dict[str, Any]]) -> None:
+def remember_cards(session: OrderSession, patient_id: str, cards: list[dict[str, Any]]) -> None:
     """Note the cards order-select showed, per patient and draft."""
-    cache = _seen_cache(runtime)
-    with _SEEN_LOCK:
-        for card in cards:
-            key = _key(patient_id, card)
-            if key is not None:
-                cache[key] = True
+    for card in cards:
+        key = _key(card)
+        if key is not None:
+            session.remember(patient_id, *key)
 
 
-def drop_repeated_cards(runtime: Runtime, patient_id: str, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def drop_repeated_cards(session: OrderSession, patient_id: str, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The cards order-select did not already show for the same draft in this ordering session."""
-    cache = _seen_cache(runtime)
-    with _SEEN_LOCK:
-        return [card for card in cards if (key := _key(patient_id, card)) is None or key not in cache]
+    return [card for card in cards if (key := _key(card)) is None or not session.was_shown(patient_id, *key)]

@@ -11,7 +11,7 @@ from hooks.pipeline import run_pipeline
 
 if TYPE_CHECKING:
     from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.runtime import CallerIdentityLike, Runtime
+    from cds_service.interfaces import HookDeps
 
 SERVICE_ID = "mg-patient-view"
 
@@ -35,7 +35,7 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     """mg-patient-view with its handler."""
     spec = definition(observation_codes)
 
-    def handle(request: HookRequest, runtime: Runtime, caller: CallerIdentityLike | None) -> HookOutcome:
-        return run_pipeline(spec, request, runtime, caller)
+    def handle(request: HookRequest, deps: HookDeps) -> HookOutcome:
+        return run_pipeline(spec, request, deps)
 
     return RegisteredService(spec, handle)

@@ -16,11 +16,8 @@ from hooks import HookOutcome
 
 if TYPE_CHECKING:
     from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.runtime import CallerIdentityLike, Runtime
+    from cds_service.interfaces import HookDeps
     from hooks.base import CdsService
-
-# Where a card's `source.url` points: the service's public description of its rules.
-SOURCE_PATH = "/docs/clinical-rules"
 
 
 def check_patient_matches(patient: dict[str, Any], patient_id: str) -> None:
@@ -34,8 +31,7 @@ def check_patient_matches(patient: dict[str, Any], patient_id: str) -> None:
 def run_pipeline(
     service: CdsService,
     request: HookRequest,
-    runtime: Runtime,
-    caller: CallerIdentityLike | None,
+    deps: HookDeps,
     *,
     drafts: DraftOrders | None = None,
 ) -> HookOutcome:
@@ -45,7 +41,7 @@ def run_pipeline(
         service.prefetch,
         request.context.model_dump(),
         request.prefetch,
-        client=runtime.fhir_client,
+        client=deps.fhir,
         fhir_server=request.fhirServer,
         access_token=token,
     )
@@ -57,7 +53,7 @@ def run_pipeline(
         if not request.fhirServer:
             return None
         try:
-            return runtime.fhir_client.read(request.fhirServer, reference, token)
+            return deps.fhir.read(request.fhirServer, reference, token)
         except FhirError:
             return None
 
@@ -66,18 +62,17 @@ def run_pipeline(
         patient_id=request.context.patientId,
         encounter_id=request.context.encounterId,
         hook=service.hook,
-        terminology=runtime.terminology,
+        terminology=deps.terminology,
         drafts=drafts,
         fetch_medication=fetch_medication,
     )
-    settings = runtime.settings
-    assessment = assess(facts, runtime.clock(), settings.clinical)
-    recommendations = recommend(assessment, facts, settings.clinical)
+    assessment = assess(facts, deps.clock(), deps.clinical)
+    recommendations = recommend(assessment, facts, deps.clinical)
     cards = build_cards(
         recommendations,
         assessment,
         facts,
-        source_url=settings.public_base_url.rstrip("/") + SOURCE_PATH,
-        id_factory=runtime.id_factory,
+        source_url=deps.rules_url,
+        id_factory=deps.id_factory,
     )
     return HookOutcome(cards=cards, assessment=assessment_to_dict(assessment), data=data, notes=list(facts.data_notes))

@@ -160,7 +160,7 @@ def invoke(service_id: str) -> tuple[Response, int]:
                 # The guard resolves the host to vet its addresses; a name that does not resolve is a server we
                 # cannot reach: the spec's answer for unobtainable data is 412.
                 raise PrerequisiteFailed(f"fhirServer cannot be used: {exc.message}", cause="fhirServer") from exc
-        outcome = service.handle(hook_request, runtime, caller)
+        outcome = service.handle(hook_request, runtime.hook_deps)
         response = CardsResponse.model_validate({"cards": outcome.cards})
     except (ClientError, PrerequisiteFailed) as exc:
         _record_failure(service_id, hook_request, caller, exc, started)

@@ -36,7 +36,8 @@ from cds_service.engine.facts import (
 from cds_service.errors import TerminologyError
 from cds_service.fhir.bundles import iter_bundle_resources
 from cds_service.fhir.prefetch import ResolvedData
-from terminology import CodeRef, Terminology
+from cds_service.interfaces import TerminologyService
+from terminology import CodeRef
 
 # The resource types of R4 order entry this service reads; anything else in draftOrders is left alone.
 ORDER_TYPES = frozenset({"MedicationRequest", "ServiceRequest"})
@@ -280,7 +281,7 @@ def _rid(resource: Mapping[str, Any]) -> str:
 class _Extractor:
     def __init__(
         self,
-        terminology: Terminology,
+        terminology: TerminologyService,
         patient_aliases: set[str],
         medications: Mapping[str, Mapping[str, Any]],
         fetch_medication: Callable[[str], Mapping[str, Any] | None] | None,
@@ -693,7 +694,7 @@ def extract_facts(
     patient_id: str,
     encounter_id: str | None,
     hook: str,
-    terminology: Terminology,
+    terminology: TerminologyService,
     drafts: DraftOrders | None = None,
     patient_aliases: Iterable[str] = (),
     fetch_medication: Callable[[str], Mapping[str, Any] | None] | None = None,

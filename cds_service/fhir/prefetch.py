@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from cds_service.errors import FhirError, PrerequisiteFailed
 from cds_service.fhir.bundles import SearchResult, iter_bundle_resources, next_link
-from cds_service.fhir.client import FhirClient
+from cds_service.interfaces import FhirReader
 
 Origin = Literal["prefetch", "fetched", "absent", "failed"]
 
@@ -113,7 +113,7 @@ def resolve_prefetch(
     context: Mapping[str, Any],
     prefetch: Mapping[str, Any] | None,
     *,
-    client: FhirClient,
+    client: FhirReader,
     fhir_server: str | None,
     access_token: str | None,
     required_keys: tuple[str, ...] = ("patient",),
