@@ -16,25 +16,20 @@ from typing import Any
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.engine import recommendation as r
 from cds_service.engine.assessment import Assessment
-from cds_service.engine.facts import (
-    INTERACTS_BISPHOSPHONATE,
-    INTERACTS_DOLUTEGRAVIR,
-    INTERACTS_FLUOROQUINOLONE,
-    INTERACTS_GABAPENTIN,
-    INTERACTS_LEVOTHYROXINE,
-    INTERACTS_TETRACYCLINE,
-    IONIZED_MAGNESIUM,
-    SERUM_CREATININE,
-    SERUM_MAGNESIUM,
-    Evidence,
-    Facts,
+from cds_service.engine.facts import Evidence, Facts
+from cds_service.engine.recommend import types as r
+from cds_service.engine.vocabulary import (
+    DrugClass,
+    EgfrSource,
+    LabConcept,
+    MagnesiumCategory,
+    MdsComponentName,
+    Qualifier,
+    RecommendationCode,
 )
-from cds_service.engine.magnesium import HIGH, LOW, SEVERE_LOW, UNKNOWN
+from cds_service.vocabulary import CardExtension
 
-DRAFT_EXTENSION_KEY = "org.mgcds.draft-order"
-RECOMMENDATION_EXTENSION_KEY = "org.mgcds.recommendation"
 SOURCE_LABEL = "MgCDS magnesium decision support"
 OVERRIDE_REASON_SYSTEM = "https://mgcds.example.org/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = (
@@ -58,9 +53,9 @@ LOINC_DISPLAYS = {
     "2160-0": "Creatinine [Mass/volume] in Serum or Plasma",
 }
 TEST_TEXT = {
-    SERUM_MAGNESIUM: "Serum magnesium",
-    IONIZED_MAGNESIUM: "Ionized magnesium",
-    SERUM_CREATININE: "Serum creatinine (for eGFR)",
+    LabConcept.SERUM_MAGNESIUM: "Serum magnesium",
+    LabConcept.IONIZED_MAGNESIUM: "Ionized magnesium",
+    LabConcept.SERUM_CREATININE: "Serum creatinine (for eGFR)",
 }
 
 # (label, DOI url) per source tag of clinical-rules.md.
@@ -89,74 +84,82 @@ SOURCES = {
     ),
 }
 CODE_SOURCES: dict[str, tuple[str, ...]] = {
-    r.URGENT_EVALUATION: ("PAP26",),
-    r.TEST_SERUM_MG: ("FAN21", "PAP26"),
-    r.TEST_IONIZED_MG: ("COS16", "OPA22", "FAN21"),
-    r.CHECK_RENAL_FUNCTION: ("INK21", "PIC20"),
-    r.SUPPLEMENT_RENAL_CAUTION: ("INK21", "PAP26"),
-    r.SUPPLEMENT_ORGANIC: ("PIC20", "FIO21", "COS16"),
-    r.SWITCH_TO_ORGANIC: ("FIO21",),
-    r.STOP_SUPPLEMENT: ("PAP26",),
-    r.ORDER_DEPLETES_MG: ("FAN21", "PAP26"),
-    r.ORDER_SUPPLEMENT_CONTRAINDICATED: ("INK21", "PAP26"),
-    r.ORDER_SPACING: ("PAP26",),
+    RecommendationCode.URGENT_EVALUATION: ("PAP26",),
+    RecommendationCode.TEST_SERUM_MG: ("FAN21", "PAP26"),
+    RecommendationCode.TEST_IONIZED_MG: ("COS16", "OPA22", "FAN21"),
+    RecommendationCode.CHECK_RENAL_FUNCTION: ("INK21", "PIC20"),
+    RecommendationCode.SUPPLEMENT_RENAL_CAUTION: ("INK21", "PAP26"),
+    RecommendationCode.SUPPLEMENT_ORGANIC: ("PIC20", "FIO21", "COS16"),
+    RecommendationCode.SWITCH_TO_ORGANIC: ("FIO21",),
+    RecommendationCode.STOP_SUPPLEMENT: ("PAP26",),
+    RecommendationCode.ORDER_DEPLETES_MG: ("FAN21", "PAP26"),
+    RecommendationCode.ORDER_SUPPLEMENT_CONTRAINDICATED: ("INK21", "PAP26"),
+    RecommendationCode.ORDER_SPACING: ("PAP26",),
 }
 
 SPACING_TEXT = {
-    INTERACTS_TETRACYCLINE: "take the tetracycline and magnesium 2-3 hours apart",
-    INTERACTS_FLUOROQUINOLONE: "take the fluoroquinolone 2 hours before or 6 hours after magnesium",
-    INTERACTS_BISPHOSPHONATE: "take the bisphosphonate and magnesium 4 hours apart",
-    INTERACTS_LEVOTHYROXINE: "take levothyroxine and magnesium 4 hours apart",
-    INTERACTS_DOLUTEGRAVIR: "take dolutegravir 2 hours before or 6 hours after magnesium",
-    INTERACTS_GABAPENTIN: "take gabapentin 2 hours after magnesium",
+    DrugClass.INTERACTS_TETRACYCLINE: "take the tetracycline and magnesium 2-3 hours apart",
+    DrugClass.INTERACTS_FLUOROQUINOLONE: "take the fluoroquinolone 2 hours before or 6 hours after magnesium",
+    DrugClass.INTERACTS_BISPHOSPHONATE: "take the bisphosphonate and magnesium 4 hours apart",
+    DrugClass.INTERACTS_LEVOTHYROXINE: "take levothyroxine and magnesium 4 hours apart",
+    DrugClass.INTERACTS_DOLUTEGRAVIR: "take dolutegravir 2 hours before or 6 hours after magnesium",
+    DrugClass.INTERACTS_GABAPENTIN: "take gabapentin 2 hours after magnesium",
 }
 
 QUALIFIER_TEXT = {
-    "orders-unknown": "Existing orders could not be checked; this test may already be ordered.",
-    "medications-unknown": "The medication list could not be retrieved; check for a current magnesium salt.",
-    "egfr-below-30-not-excluded": "The reported eGFR does not exclude a value below 30 mL/min/1.73 m2.",
+    Qualifier.ORDERS_UNKNOWN: "Existing orders could not be checked; this test may already be ordered.",
+    Qualifier.MEDICATIONS_UNKNOWN: "The medication list could not be retrieved; check for a current magnesium salt.",
+    Qualifier.EGFR_BELOW_30_NOT_EXCLUDED: "The reported eGFR does not exclude a value below 30 mL/min/1.73 m2.",
 }
 
 ACTION_TEXT = {
-    r.URGENT_EVALUATION: (
+    RecommendationCode.URGENT_EVALUATION: (
         "Severe hypomagnesemia. Assess symptoms and ECG, check potassium and calcium, and replace magnesium "
         "per local protocol (IV may be needed)."
     ),
-    r.TEST_SERUM_MG: "The magnesium depletion risk warrants a serum magnesium measurement.",
-    r.TEST_IONIZED_MG: (
+    RecommendationCode.TEST_SERUM_MG: "The magnesium depletion risk warrants a serum magnesium measurement.",
+    RecommendationCode.TEST_IONIZED_MG: (
         "Serum magnesium may miss a chronic latent deficiency; ionized magnesium is the better marker."
     ),
-    r.CHECK_RENAL_FUNCTION: ("Renal function is unknown; check creatinine (eGFR) before starting oral magnesium."),
-    r.SUPPLEMENT_RENAL_CAUTION: (
+    RecommendationCode.CHECK_RENAL_FUNCTION: (
+        "Renal function is unknown; check creatinine (eGFR) before starting oral magnesium."
+    ),
+    RecommendationCode.SUPPLEMENT_RENAL_CAUTION: (
         "Oral magnesium is contraindicated below eGFR 30 mL/min/1.73 m2 without specialist supervision."
     ),
-    r.SUPPLEMENT_ORGANIC: (
+    RecommendationCode.SUPPLEMENT_ORGANIC: (
         "Consider an organic magnesium salt (better absorbed than oxide). Trial doses are "
         "250-400 mg elemental magnesium per day; 350 mg/day is the upper level for supplements "
         "without supervision."
     ),
-    r.SWITCH_TO_ORGANIC: (
+    RecommendationCode.SWITCH_TO_ORGANIC: (
         "Inorganic magnesium salts such as oxide are poorly absorbed; organic salts such as citrate have "
         "better bioavailability [FIO21]."
     ),
-    r.STOP_SUPPLEMENT: "Serum magnesium is high while a magnesium supplement is taken: stop the supplement.",
-    r.ORDER_DEPLETES_MG: ("This order lowers magnesium (diuretic, proton pump inhibitor or magnesium-wasting drug)."),
-    r.ORDER_SUPPLEMENT_CONTRAINDICATED: (
+    RecommendationCode.STOP_SUPPLEMENT: (
+        "Serum magnesium is high while a magnesium supplement is taken: stop the supplement."
+    ),
+    RecommendationCode.ORDER_DEPLETES_MG: (
+        "This order lowers magnesium (diuretic, proton pump inhibitor or magnesium-wasting drug)."
+    ),
+    RecommendationCode.ORDER_SUPPLEMENT_CONTRAINDICATED: (
         "A magnesium supplement is contraindicated with eGFR below 30 or a high serum magnesium."
     ),
-    r.ORDER_SPACING: ("Magnesium binds the interacting drug in the gut and lowers its absorption: space the doses."),
+    RecommendationCode.ORDER_SPACING: (
+        "Magnesium binds the interacting drug in the gut and lowers its absorption: space the doses."
+    ),
 }
 
 COMPONENT_TEXT = {
-    "diuretic": "Diuretic",
-    "proton-pump-inhibitor": "Proton pump inhibitor",
-    "egfr": "eGFR",
-    "heavy-drinking": "Heavy drinking",
+    MdsComponentName.DIURETIC: "Diuretic",
+    MdsComponentName.PROTON_PUMP_INHIBITOR: "Proton pump inhibitor",
+    MdsComponentName.EGFR: "eGFR",
+    MdsComponentName.HEAVY_DRINKING: "Heavy drinking",
 }
 EGFR_SOURCE_TEXT = {
-    "ckd-epi-2021": "computed with CKD-EPI 2021 from the newest creatinine",
-    "observation": "as reported by the laboratory",
-    "none": "no usable creatinine or eGFR result",
+    EgfrSource.CKD_EPI_2021: "computed with CKD-EPI 2021 from the newest creatinine",
+    EgfrSource.OBSERVATION: "as reported by the laboratory",
+    EgfrSource.NONE: "no usable creatinine or eGFR result",
 }
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
@@ -222,18 +225,17 @@ def _card(
     card: dict[str, Any] = {
         "uuid": id_factory(),
         "summary": _summary(rec, assessment),
-        "indicator": rec.indicator,
+        "indicator": rec.indicator.value,
         "detail": _detail(rec, assessment, tags),
         "source": {"label": SOURCE_LABEL, "url": source_url},
         "overrideReasons": [
             {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display} for code, display in OVERRIDE_REASONS
         ],
-        "extension": {RECOMMENDATION_EXTENSION_KEY: rec.code},
+        "extension": {CardExtension.RECOMMENDATION.value: rec.code.value},
     }
-    if rec.concerned_draft is not None:
-        # Order hooks: which draft the card is about, so order-sign can recognise a card order-select already showed.
-        draft = rec.concerned_draft
-        card["extension"][DRAFT_EXTENSION_KEY] = f"{draft.resource_type}/{draft.resource_id}"
+    if rec.draft_reference is not None:
+        # Order hooks: which draft the card is about (the EHR, the audit log and a reviewer can tell them apart).
+        card["extension"][CardExtension.DRAFT_ORDER.value] = rec.draft_reference
     links = [{"label": SOURCES[t][0], "url": SOURCES[t][1], "type": "absolute"} for t in tags]
     if links:
         card["links"] = links
@@ -251,9 +253,13 @@ def _card(
 def _mg_figure(assessment: Assessment) -> str:
     serum, ionized = assessment.serum_mg, assessment.ionized_mg
     # The figure that drives the deficiency rules (section 6): an abnormal serum first, then ionized.
-    if serum.value_mmol_l is not None and serum.category in (SEVERE_LOW, LOW, HIGH):
+    if serum.value_mmol_l is not None and serum.category in (
+        MagnesiumCategory.SEVERE_LOW,
+        MagnesiumCategory.LOW,
+        MagnesiumCategory.HIGH,
+    ):
         return f"serum Mg {serum.comparator or ''}{serum.value_mmol_l:.2f} mmol/L ({serum.category})"
-    if ionized.value_mmol_l is not None and ionized.category != UNKNOWN:
+    if ionized.value_mmol_l is not None and ionized.category != MagnesiumCategory.UNKNOWN:
         return f"ionized Mg {ionized.comparator or ''}{ionized.value_mmol_l:.2f} mmol/L ({ionized.category})"
     if serum.value_mmol_l is not None:
         return f"serum Mg {serum.comparator or ''}{serum.value_mmol_l:.2f} mmol/L ({serum.category})"
@@ -270,35 +276,35 @@ def _summary(rec: r.Recommendation, assessment: Assessment) -> str:
     egfr = f"{a.egfr.comparator or ''}{a.egfr.value}" if a.egfr.value is not None else "unknown"
     dose = _dose(rec)
     code = rec.code
-    if code == r.URGENT_EVALUATION:
+    if code == RecommendationCode.URGENT_EVALUATION:
         text = f"Severe hypomagnesemia, {mg}: assess symptoms and ECG now"
-    elif code == r.TEST_SERUM_MG:
+    elif code == RecommendationCode.TEST_SERUM_MG:
         if a.mds.min >= 2:
             text = f"MDS {mds}, no recent serum magnesium result: check serum magnesium"
         else:
             others = plain_text(", ".join(a.other_risk_drugs), DRUG_NAME_MAX_CHARS)
             text = f"Magnesium-wasting drug ({others}), no recent serum magnesium: check serum magnesium"
-    elif code == r.TEST_IONIZED_MG:
+    elif code == RecommendationCode.TEST_IONIZED_MG:
         text = f"MDS {mds}, {mg}: check ionized magnesium"
-    elif code == r.CHECK_RENAL_FUNCTION:
+    elif code == RecommendationCode.CHECK_RENAL_FUNCTION:
         text = f"Magnesium deficiency {a.deficiency}, renal function unknown: check creatinine first"
-    elif code == r.SUPPLEMENT_RENAL_CAUTION:
+    elif code == RecommendationCode.SUPPLEMENT_RENAL_CAUTION:
         text = f"Magnesium deficiency {a.deficiency}, eGFR {egfr}: oral magnesium contraindicated below 30"
-    elif code == r.SUPPLEMENT_ORGANIC:
+    elif code == RecommendationCode.SUPPLEMENT_ORGANIC:
         text = f"Magnesium deficiency {a.deficiency}, {mg}: consider organic magnesium {dose} mg/day"
-    elif code == r.SWITCH_TO_ORGANIC and rec.concerned_draft is not None:
+    elif code == RecommendationCode.SWITCH_TO_ORGANIC and rec.concerned_draft is not None:
         text = f"Order {drug}: magnesium citrate is better absorbed; consider switching"
-    elif code == r.SWITCH_TO_ORGANIC:
+    elif code == RecommendationCode.SWITCH_TO_ORGANIC:
         text = f"Takes {drug}, deficiency {a.deficiency}: consider switching to magnesium citrate"
-    elif code == r.STOP_SUPPLEMENT:
+    elif code == RecommendationCode.STOP_SUPPLEMENT:
         text = f"{mg} while taking {drug}: stop the magnesium supplement"
-    elif code == r.ORDER_DEPLETES_MG:
-        tail = ": check serum magnesium" if a.serum_mg.category == UNKNOWN else ""
+    elif code == RecommendationCode.ORDER_DEPLETES_MG:
+        tail = ": check serum magnesium" if a.serum_mg.category == MagnesiumCategory.UNKNOWN else ""
         text = f"Order {drug} lowers magnesium; MDS {mds}, {mg}{tail}"
-    elif code == r.ORDER_SUPPLEMENT_CONTRAINDICATED:
+    elif code == RecommendationCode.ORDER_SUPPLEMENT_CONTRAINDICATED:
         reason = f"eGFR {egfr}" if a.egfr.below_30 is not False and a.egfr.value is not None else mg
         text = f"Order {drug}: magnesium supplement contraindicated ({reason})"
-    elif code == r.ORDER_SPACING:
+    elif code == RecommendationCode.ORDER_SPACING:
         text = f"Order {drug}: space magnesium and interacting drug doses"
     else:
         text = f"Magnesium: {code}"

@@ -20,11 +20,6 @@ from fhir.resources.R4B.quantity import Quantity
 from pydantic import ValidationError
 
 from cds_service.engine.facts import (
-    ALCOHOL_DRINKS_PER_DAY,
-    AUDITC_FREQUENCY,
-    AUDITC_TYPICAL_DRINKS,
-    EGFR,
-    IONIZED_MAGNESIUM,
     ConditionFact,
     Evidence,
     Facts,
@@ -33,6 +28,7 @@ from cds_service.engine.facts import (
     OrderFact,
     PatientFacts,
 )
+from cds_service.engine.vocabulary import AUDITC_ITEMS, ConditionConcept, Hook, LabConcept
 from cds_service.errors import TerminologyError
 from cds_service.fhir.bundles import iter_bundle_resources
 from cds_service.fhir.prefetch import ResolvedData
@@ -51,7 +47,7 @@ STU3_MEDICATION_REQUEST_ELEMENTS = frozenset({"context", "definition"})
 _NUMBER_WITH_COMPARATOR = re.compile(r"^\s*(<=|>=|<|>)?\s*(-?\d+(?:\.\d+)?)\s*$")
 _FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 # Concepts whose unit is fixed by definition, so a value sent as text (">60") can still be read.
-_TEXT_VALUE_CONCEPTS = frozenset({EGFR, ALCOHOL_DRINKS_PER_DAY})
+_TEXT_VALUE_CONCEPTS = frozenset({LabConcept.EGFR, LabConcept.ALCOHOL_DRINKS_PER_DAY})
 _EGFR_CANONICAL_UNIT = "mL/min/{1.73_m2}"
 
 
@@ -340,7 +336,8 @@ class _Extractor:
     ) -> LabResult | None:
         codings, text = concept
         match = self.terminology.classify_observation(codings, text)
-        if match is None:
+        lab = _lab_concept(match.concept) if match is not None else None
+        if match is None or lab is None:
             return None
         evidence = Evidence(
             resource_type="Observation",
@@ -352,19 +349,19 @@ class _Extractor:
         )
         if when is None:
             return LabResult(
-                match.concept,
+                lab,
                 status,
                 None,
                 None,
                 evidence,
                 unusable_reason="no effective time or issued date",
             )
-        if match.concept in (AUDITC_FREQUENCY, AUDITC_TYPICAL_DRINKS):
-            return self._auditc(match.concept, element, status, when, evidence)
-        return self._quantity_lab(match.concept, resource, element, status, when, evidence)
+        if lab in AUDITC_ITEMS:
+            return self._auditc(lab, element, status, when, evidence)
+        return self._quantity_lab(lab, resource, element, status, when, evidence)
 
     def _auditc(
-        self, concept: str, element: Mapping[str, Any], status: str, when: datetime, evidence: Evidence
+        self, concept: LabConcept, element: Mapping[str, Any], status: str, when: datetime, evidence: Evidence
     ) -> LabResult:
         answer = _codeable(element.get("valueCodeableConcept"))
         codings, text = answer if answer is not None else ([], None)
@@ -381,7 +378,7 @@ class _Extractor:
 
     def _quantity_lab(
         self,
-        concept: str,
+        concept: LabConcept,
         resource: Mapping[str, Any],
         element: Mapping[str, Any],
         status: str,
@@ -425,7 +422,7 @@ class _Extractor:
             if finite is None:
                 return LabResult(concept, status, when, None, evidence, unusable_reason="value is not a finite number")
             comparator, number = parsed.group(1), finite
-            units = [_EGFR_CANONICAL_UNIT] if concept == EGFR else []
+            units = [_EGFR_CANONICAL_UNIT] if concept == LabConcept.EGFR else []
         elif isinstance(element.get("valueInteger"), int) and not isinstance(element.get("valueInteger"), bool):
             finite = finite_number(element["valueInteger"])
             if finite is None:
@@ -442,7 +439,7 @@ class _Extractor:
         if problem is not None:
             return LabResult(concept, status, when, None, evidence, comparator=comparator, unusable_reason=problem)
         low, high = (None, None)
-        if concept == IONIZED_MAGNESIUM:
+        if concept == LabConcept.IONIZED_MAGNESIUM:
             low, high = self._mmol_reference_range(resource, element)
         return LabResult(
             concept,
@@ -455,9 +452,9 @@ class _Extractor:
             reference_high=high,
         )
 
-    def _convert(self, number: float, units: Sequence[str], concept: str) -> tuple[float | None, str | None]:
+    def _convert(self, number: float, units: Sequence[str], concept: LabConcept) -> tuple[float | None, str | None]:
         if not units:
-            if concept == ALCOHOL_DRINKS_PER_DAY:
+            if concept == LabConcept.ALCOHOL_DRINKS_PER_DAY:
                 return number, None  # a count: drinks per day has no unit to misread
             return None, "no unit"
         last_error = ""
@@ -466,7 +463,7 @@ class _Extractor:
                 return self.terminology.convert(number, unit, concept).value, None
             except TerminologyError as exc:
                 last_error = str(exc)
-        if concept == ALCOHOL_DRINKS_PER_DAY:
+        if concept == LabConcept.ALCOHOL_DRINKS_PER_DAY:
             return number, None
         return None, last_error or f"unit {units[0]!r} not recognised"
 
@@ -615,7 +612,7 @@ class _Extractor:
             concept = _codeable(resource.get("code"))
             if concept is None:
                 continue
-            matched = self.terminology.classify_condition(concept[0], concept[1])
+            matched = _condition_concept(self.terminology.classify_condition(concept[0], concept[1]))
             if matched is None:
                 continue
             facts.append(
@@ -640,12 +637,13 @@ class _Extractor:
             concept = _codeable(resource.get("code"))
             if concept is None:
                 continue
-            matched = self.terminology.classify_service_request(concept[0], concept[1])
+            match = self.terminology.classify_service_request(concept[0], concept[1])
+            matched = _lab_concept(match.concept) if match is not None else None
             if matched is None:
                 continue
             facts.append(
                 OrderFact(
-                    concept=matched.concept,
+                    concept=matched,
                     status=_status(resource),
                     is_draft=draft,
                     evidence=Evidence(
@@ -658,6 +656,21 @@ class _Extractor:
                 )
             )
         return facts
+
+
+def _lab_concept(name: str) -> LabConcept | None:
+    # Terminology assigns the concepts from its value sets; one outside the vocabulary is a concept no rule reads.
+    try:
+        return LabConcept(name)
+    except ValueError:
+        return None
+
+
+def _condition_concept(name: str | None) -> ConditionConcept | None:
+    try:
+        return ConditionConcept(name) if name is not None else None
+    except ValueError:
+        return None
 
 
 def _first_code(value: Any) -> str | None:
@@ -693,7 +706,7 @@ def extract_facts(
     *,
     patient_id: str,
     encounter_id: str | None,
-    hook: str,
+    hook: Hook,
     terminology: TerminologyService,
     drafts: DraftOrders | None = None,
     patient_aliases: Iterable[str] = (),
