@@ -35,10 +35,8 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     spec = definition(observation_codes)
 
     def handle(request: OrderSelectRequest, deps: HookDeps) -> HookOutcome:
-        drafts = drafts_for(request)
-        evaluation = assess_request(spec, request, deps, drafts=drafts)
+        evaluation = assess_request(spec, request, deps, drafts=drafts_for(request))
         outcome = respond(evaluation, evaluation.recommendations, deps)
-        outcome.notes.extend(drafts.notes)
         # Remembered once the cards exist: a card that could not be built was never shown.
         remember_shown(deps.order_session, request.context.patientId, outcome.recommendations)
         return outcome

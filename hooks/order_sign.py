@@ -35,11 +35,8 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     spec = definition(observation_codes)
 
     def handle(request: OrderSignRequest, deps: HookDeps) -> HookOutcome:
-        drafts = drafts_for(request)
-        evaluation = assess_request(spec, request, deps, drafts=drafts)
+        evaluation = assess_request(spec, request, deps, drafts=drafts_for(request))
         shown = drop_already_shown(deps.order_session, request.context.patientId, evaluation.recommendations)
-        outcome = respond(evaluation, shown, deps)
-        outcome.notes.extend(drafts.notes)
-        return outcome
+        return respond(evaluation, shown, deps)
 
     return register(spec, OrderSignRequest, handle)

@@ -99,6 +99,7 @@ def respond(evaluation: Evaluation, shown: Sequence[Recommendation], deps: HookD
         cards=cards,
         assessment=assessment_to_dict(evaluation.assessment, [rec.code for rec in shown]),
         data=evaluation.data,
+        # The facts' notes already hold the draft orders' notes (parse_draft_orders -> extract_facts): not again.
         notes=list(evaluation.facts.data_notes),
         recommendations=tuple(shown),
     )
