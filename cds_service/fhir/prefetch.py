@@ -15,13 +15,12 @@ import re
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from cds_service.errors import FhirError, PrerequisiteFailed
 from cds_service.fhir.bundles import SearchResult, iter_bundle_resources, next_link
 from cds_service.interfaces import FhirReader
-
-Origin = Literal["prefetch", "fetched", "absent", "failed"]
+from cds_service.vocabulary import DataOrigin, PrefetchKey
 
 # CDS Hooks 2.0 prefetch tokens: {{context.<field>}} or one of the user identifier tokens, nothing else.
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
@@ -70,7 +69,7 @@ class KeyData:
     """What one prefetch key yielded, and where it came from (for the engine, the cards and the audit log)."""
 
     key: str
-    origin: Origin
+    origin: DataOrigin
     resources: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     note: str | None = None
@@ -78,7 +77,7 @@ class KeyData:
     @property
     def known(self) -> bool:
         """True when the data is complete enough to say 'none of these' (prefetch, fetched, or the EHR's null)."""
-        return self.origin != "failed"
+        return self.origin != DataOrigin.FAILED
 
 
 @dataclass
@@ -116,7 +115,7 @@ def resolve_prefetch(
     client: FhirReader,
     fhir_server: str | None,
     access_token: str | None,
-    required_keys: tuple[str, ...] = ("patient",),
+    required_keys: tuple[str, ...] = (PrefetchKey.PATIENT,),
 ) -> ResolvedData:
     """Resolve every prefetch key of a service for one request (fetching missing keys concurrently)."""
     sent = prefetch or {}
@@ -126,31 +125,31 @@ def resolve_prefetch(
     for key, template in templates.items():
         value = sent.get(key, _MISSING) if key in sent else _MISSING
         if value is None:
-            keys[key] = KeyData(key, "absent", note="the EHR sent null: it has no such data")
+            keys[key] = KeyData(key, DataOrigin.ABSENT, note="the EHR sent null: it has no such data")
             continue
         if value is not _MISSING and not _is_operation_outcome(value):
             if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-                keys[key] = KeyData(key, "failed", error="prefetch value is not a FHIR resource or Bundle")
+                keys[key] = KeyData(key, DataOrigin.FAILED, error="prefetch value is not a FHIR resource or Bundle")
                 continue
             more = next_link(value) if value.get("resourceType") == "Bundle" else None
             if more and fhir_server:
                 pending[key] = client.submit(client.continue_bundle, fhir_server, value, access_token)
-                keys[key] = KeyData(key, "prefetch")
+                keys[key] = KeyData(key, DataOrigin.PREFETCH)
             else:
                 note = "prefetched Bundle has more pages but no fhirServer to read them" if more else None
-                keys[key] = KeyData(key, "prefetch", _resources_of(value), note=note)
+                keys[key] = KeyData(key, DataOrigin.PREFETCH, _resources_of(value), note=note)
             continue
         reason = "the EHR's prefetch held an OperationOutcome" if value is not _MISSING else "not in prefetch"
         if not fhir_server:
-            keys[key] = KeyData(key, "failed", error=f"{reason} and the request names no fhirServer")
+            keys[key] = KeyData(key, DataOrigin.FAILED, error=f"{reason} and the request names no fhirServer")
             continue
         try:
             query = render_template(template, context)
         except TemplateError as exc:
-            keys[key] = KeyData(key, "failed", error=str(exc))
+            keys[key] = KeyData(key, DataOrigin.FAILED, error=str(exc))
             continue
-        keys[key] = KeyData(key, "fetched", note=reason)
-        if key == "patient":
+        keys[key] = KeyData(key, DataOrigin.FETCHED, note=reason)
+        if key == PrefetchKey.PATIENT:
             pending[key] = client.submit(client.read, fhir_server, query, access_token)
         else:
             pending[key] = client.submit(client.search, fhir_server, query, access_token)
@@ -162,7 +161,7 @@ def resolve_prefetch(
         except FhirError as exc:
             # Fail open for supporting data: the hook still answers, with that data named as unknown, because a
             # missing lab list must not hide the rest of the advice. The Patient is checked below (fail closed).
-            data.origin = "failed"
+            data.origin = DataOrigin.FAILED
             data.error = f"{exc.message} ({exc.kind})"
             continue
         if isinstance(outcome, SearchResult):
