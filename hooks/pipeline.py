@@ -17,7 +17,7 @@ from cds_service.engine import Assessment, assess, assessment_to_dict
 from cds_service.engine.facts import Facts
 from cds_service.engine.recommend import recommend
 from cds_service.engine.recommend.types import Recommendation
-from cds_service.errors import BadRequest, FhirError
+from cds_service.errors import BadRequest
 from cds_service.fhir.extract import DraftOrders, extract_facts
 from cds_service.fhir.prefetch import ResolvedData, resolve_prefetch
 from cds_service.interfaces import HookDeps
@@ -52,27 +52,16 @@ def assess_request(
     drafts: DraftOrders | None = None,
 ) -> Evaluation:
     """Read, extract, assess and recommend for one hook request (``recommend`` runs here, once)."""
-    token = request.access_token
     data = resolve_prefetch(
         service.prefetch,
         request.context.model_dump(),
         request.prefetch,
         client=deps.fhir,
         fhir_server=request.fhirServer,
-        access_token=token,
+        access_token=request.access_token,
+        drafts=drafts.resources if drafts is not None else (),
     )
     check_patient_matches(data.resources(PrefetchKey.PATIENT)[0], request.context.patientId)
-
-    def fetch_medication(reference: str) -> dict[str, Any] | None:
-        # A MedicationRequest may point at a Medication the prefetch did not carry. Fail open: without it the
-        # drug is classified by the reference's display text, and the card says so.
-        if not request.fhirServer:
-            return None
-        try:
-            return deps.fhir.read(request.fhirServer, reference, token)
-        except FhirError:
-            return None
-
     facts = extract_facts(
         data,
         patient_id=request.context.patientId,
@@ -80,7 +69,6 @@ def assess_request(
         hook=service.hook,
         terminology=deps.terminology,
         drafts=drafts,
-        fetch_medication=fetch_medication,
     )
     assessment = assess(facts, deps.clock(), deps.clinical)
     return Evaluation(data, facts, assessment, recommend(assessment, facts, deps.clinical))

@@ -7,18 +7,23 @@ For each prefetch key of the service:
   request concurrently.
 The Patient is required: when it cannot be obtained the hook answers 412 (spec: "the service SHALL respond with an
 HTTP 412"). Any other key that cannot be obtained is evaluated as unknown and named in the cards.
+
+A second round follows the first: a MedicationRequest or MedicationStatement (of the lists, or a draft order) that
+points at a ``Medication/<id>`` nobody sent is read from ``fhirServer``, all such reads concurrently, so that
+extraction finds every Medication in ``ResolvedData.medications`` and does no I/O itself.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from cds_service.errors import FhirError, PrerequisiteFailed
 from cds_service.fhir.bundles import SearchResult, iter_bundle_resources, next_link
+from cds_service.fhir.references import belongs_to_patient, medication_key, medication_reference
 from cds_service.interfaces import FhirReader
 from cds_service.vocabulary import DataOrigin, PrefetchKey
 
@@ -31,6 +36,14 @@ _USER_TOKENS = {
     "userRelatedPersonId": "RelatedPerson",
 }
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # a FHIR id (R4 "id" datatype)
+
+# The lists whose entries may reference a Medication (extraction reads medications from these keys only).
+MEDICATION_LIST_KEYS = (PrefetchKey.MEDICATION_STATEMENTS, PrefetchKey.MEDICATION_REQUESTS)
+MEDICATION_USE_TYPES = frozenset({"MedicationStatement", "MedicationRequest"})
+# Most Medications read per call: an active medication list rarely references more than a few dozen. Beyond this
+# the payload is hostile or broken, and the work per call must stay bounded (issue 6 item 4); the rest are
+# classified by their display text, as when a read fails.
+MAX_MEDICATION_READS = 200
 
 
 class TemplateError(ValueError):
@@ -82,9 +95,11 @@ class KeyData:
 
 @dataclass
 class ResolvedData:
-    """All prefetch keys of one request, resolved."""
+    """All prefetch keys of one request, resolved, and the Medications their medication lists point at."""
 
     keys: dict[str, KeyData]
+    # Medication resources by "Medication/<id>": those any key carried, then those the second round read.
+    medications: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resources(self, key: str) -> list[dict[str, Any]]:
         """The resources under ``key`` (empty when absent or failed)."""
@@ -116,8 +131,13 @@ def resolve_prefetch(
     fhir_server: str | None,
     access_token: str | None,
     required_keys: tuple[str, ...] = (PrefetchKey.PATIENT,),
+    drafts: Sequence[Mapping[str, Any]] = (),
 ) -> ResolvedData:
-    """Resolve every prefetch key of a service for one request (fetching missing keys concurrently)."""
+    """Resolve every prefetch key of a service for one request (fetching missing keys concurrently).
+
+    Then read the Medications that the medication lists and ``drafts`` (an order hook's draft orders) reference but
+    nobody sent, concurrently.
+    """
     sent = prefetch or {}
     keys: dict[str, KeyData] = {}
     pending: dict[str, Future[Any]] = {}
@@ -176,7 +196,58 @@ def resolve_prefetch(
         if required is None or not required.resources:
             why = (required.error or required.note) if required is not None else "no template"
             raise PrerequisiteFailed(f"the {key} could not be obtained: {why}", cause=key)
-    return ResolvedData(keys)
+    resolved = ResolvedData(keys, medications=_medications_sent(keys.values()))
+    if fhir_server:
+        users = [*(r for key in MEDICATION_LIST_KEYS for r in resolved.resources(key)), *drafts]
+        wanted = _missing_medications(users, resolved.medications, context.get("patientId"))
+        resolved.medications.update(_read_medications(wanted, client, fhir_server, access_token))
+    return resolved
+
+
+def _medications_sent(items: Iterable[KeyData]) -> dict[str, dict[str, Any]]:
+    """The Medication resources any key carried, by ``Medication/<id>``."""
+    return {
+        f"Medication/{r['id']}": r
+        for item in items
+        for r in item.resources
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+    }
+
+
+def _missing_medications(users: Iterable[Mapping[str, Any]], known: Mapping[str, Any], patient_id: Any) -> list[str]:
+    """``Medication/<id>`` of each Medication the patient's medication resources reference and nobody sent."""
+    aliases = {f"Patient/{patient_id}"}
+    wanted: list[str] = []
+    for resource in users:
+        # Only what extraction will read: this patient's medication resources that name their drug by reference.
+        if resource.get("resourceType") not in MEDICATION_USE_TYPES or not belongs_to_patient(resource, aliases):
+            continue
+        if resource.get("medicationCodeableConcept") is not None:
+            continue
+        reference = medication_reference(resource)
+        if reference is None or reference.startswith("#"):  # "#id": contained in the resource itself
+            continue
+        key = medication_key(reference)
+        if key is not None and key not in known and key not in wanted:
+            wanted.append(key)
+    return wanted[:MAX_MEDICATION_READS]
+
+
+def _read_medications(
+    wanted: Sequence[str], client: FhirReader, fhir_server: str, access_token: str | None
+) -> dict[str, dict[str, Any]]:
+    """The Medications that could be read, all reads concurrently."""
+    pending = {key: client.submit(client.read, fhir_server, key, access_token) for key in wanted}
+    found: dict[str, dict[str, Any]] = {}
+    for key, future in pending.items():
+        try:
+            medication = future.result()
+        except FhirError:
+            # Fail open: an unreadable Medication leaves its drug to the reference's display text, with a note.
+            continue
+        if medication.get("resourceType") == "Medication":
+            found[key] = medication
+    return found
 
 
 class _Missing:

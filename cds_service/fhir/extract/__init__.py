@@ -9,8 +9,7 @@ fetched was fetched by the prefetch stage (``cds_service.fhir.prefetch``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from cds_service.engine.facts import Facts, PatientFacts
 from cds_service.engine.vocabulary import Hook
@@ -36,17 +35,10 @@ def extract_facts(
     terminology: TerminologyService,
     drafts: DraftOrders | None = None,
     patient_aliases: Iterable[str] = (),
-    fetch_medication: Callable[[str], Mapping[str, Any] | None] | None = None,
 ) -> Facts:
     """Turn one request's resolved data (and draft orders) into the engine's facts."""
     scope = PatientScope(patient_id, patient_aliases)
-    everything = [r for item in data.keys.values() for r in item.resources]
-    medications = {
-        f"Medication/{r['id']}": r
-        for r in everything
-        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
-    }
-    medication_reader = MedicationReader(terminology, scope, medications, fetch_medication)
+    medication_reader = MedicationReader(terminology, scope, data.medications)
 
     patient_resources = data.resources(PrefetchKey.PATIENT)
     patient = patient_facts(patient_resources[0]) if patient_resources else PatientFacts()

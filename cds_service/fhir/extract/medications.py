@@ -8,7 +8,7 @@ that the MDS drug components widen to [0, 1] instead of counting it as none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cds_service.engine.facts import Evidence, MedicationFact
@@ -35,13 +35,11 @@ class MedicationReader:
         terminology: TerminologyService,
         scope: PatientScope,
         medications: Mapping[str, Mapping[str, Any]],
-        fetch_medication: Callable[[str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.terminology = terminology
         self.scope = scope
         # Medication resources by "Medication/<id>", for medicationReference.
         self.medications = medications
-        self.fetch_medication = fetch_medication
         self.notes: list[str] = []
         self.unreadable = 0
 
@@ -95,11 +93,7 @@ class MedicationReader:
             return None
         # Prefetched, or fetched in the prefetch stage's second round (cds_service.fhir.prefetch): no I/O here.
         key = medication_key(ref)
-        if key is None:
-            return None
-        if key in self.medications:
-            return self.medications[key]
-        return self.fetch_medication(key) if self.fetch_medication is not None else None
+        return self.medications.get(key) if key is not None else None
 
     def _medication(self, resource: dict[str, Any], *, draft: bool, concerned: set[str]) -> MedicationFact | None:
         codings, text, ingredients, note, form_names = self._medication_concept(resource)
