@@ -8,6 +8,7 @@ from __future__ import annotations
 from cds_service.cards.markdown import escape_markdown, plain_text
 from cds_service.engine.assessment import Assessment
 from cds_service.engine.facts import Evidence
+from cds_service.engine.recommend.figures import mds_figure
 from cds_service.engine.recommend.types import CreateMedicationRequest, Recommendation
 from cds_service.engine.vocabulary import (
     DrugClass,
@@ -157,7 +158,7 @@ def _mg_figure(assessment: Assessment) -> str:
 def card_summary(rec: Recommendation, assessment: Assessment) -> str:
     """The card's summary (< 140 characters): the key figure and the action."""
     a = assessment
-    mds = _mds_text(a)
+    mds = mds_figure(a)
     mg = _mg_figure(a)
     drug = plain_text(rec.figure("drug") or "", DRUG_NAME_MAX_CHARS)
     egfr = f"{a.egfr.comparator or ''}{a.egfr.value}" if a.egfr.value is not None else "unknown"
@@ -196,10 +197,6 @@ def card_summary(rec: Recommendation, assessment: Assessment) -> str:
     else:
         text = f"Magnesium: {code}"
     return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 3].rstrip() + "..."
-
-
-def _mds_text(a: Assessment) -> str:
-    return f"{a.mds.min}/5" if a.mds.min == a.mds.max else f"{a.mds.min}-{a.mds.max}/5"
 
 
 def _dose(rec: Recommendation) -> int | None:
@@ -241,7 +238,7 @@ def card_detail(rec: Recommendation, a: Assessment, tags: tuple[str, ...]) -> st
             name = advice.drug.display or ", ".join(advice.drug.ingredients)
             lines.append(f"- {escape_markdown(name)}: {SPACING_TEXT.get(advice.interaction_class, '')}")
 
-    lines.append(f"\n**Magnesium Depletion Score** [FAN21]: {_mds_text(a)} ({a.mds.group})")
+    lines.append(f"\n**Magnesium Depletion Score** [FAN21]: {mds_figure(a)} ({a.mds.group})")
     for c in a.mds.components:
         pts = f"{c.points[0]}" if c.points[0] == c.points[1] else f"{c.points[0]}-{c.points[1]}"
         ev = "; ".join(_evidence_text(e) for e in c.evidence)
