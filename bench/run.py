@@ -351,10 +351,11 @@ def delayed_fhir_server(now: datetime) -> Iterator[DelayedFhir]:
 
 def observation_search_time(server: Any, patient_id: str) -> float:
     """The test server's own time for the service's Observation search (best of five, no proxy, no load)."""
-    from hooks.base import OBSERVATIONS_KEY, prefetch_templates
+    from cds_service.vocabulary import PrefetchKey
+    from hooks.base import prefetch_templates
     from terminology import default_terminology
 
-    template = prefetch_templates(default_terminology().observation_search_codes())[OBSERVATIONS_KEY]
+    template = prefetch_templates(default_terminology().observation_search_codes())[PrefetchKey.OBSERVATIONS]
     query = template.replace("{{context.patientId}}", patient_id)
     best = float("inf")
     for _ in range(5):

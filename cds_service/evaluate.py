@@ -24,27 +24,20 @@ from cds_service.engine.vocabulary import Hook
 from cds_service.errors import BadRequest, MgCDSError, PrerequisiteFailed
 from cds_service.fhir.bundles import iter_bundle_resources
 from cds_service.fhir.client import FhirClient
+from cds_service.vocabulary import PrefetchKey
 from hooks import HookOutcome, RegisteredService, build_registry
-from hooks.base import (
-    CONDITIONS_KEY,
-    MEDICATION_REQUESTS_KEY,
-    MEDICATION_STATEMENTS_KEY,
-    OBSERVATIONS_KEY,
-    PATIENT_KEY,
-    SERVICE_REQUESTS_KEY,
-)
 
 HOOKS = ("patient-view", "order-select", "order-sign")
 EVALUATE_USER = "Practitioner/mgcds-evaluate"
 
 # Which prefetch key a resource of a Bundle belongs to (Medications travel with the medication lists).
 _KEY_OF_TYPE = {
-    "Observation": OBSERVATIONS_KEY,
-    "MedicationStatement": MEDICATION_STATEMENTS_KEY,
-    "MedicationRequest": MEDICATION_REQUESTS_KEY,
-    "Medication": MEDICATION_REQUESTS_KEY,
-    "Condition": CONDITIONS_KEY,
-    "ServiceRequest": SERVICE_REQUESTS_KEY,
+    "Observation": PrefetchKey.OBSERVATIONS,
+    "MedicationStatement": PrefetchKey.MEDICATION_STATEMENTS,
+    "MedicationRequest": PrefetchKey.MEDICATION_REQUESTS,
+    "Medication": PrefetchKey.MEDICATION_REQUESTS,
+    "Condition": PrefetchKey.CONDITIONS,
+    "ServiceRequest": PrefetchKey.SERVICE_REQUESTS,
 }
 
 
@@ -126,7 +119,7 @@ def request_from_bundle(bundle: Any, patient_id: str | None, hook: str) -> dict[
         key = _KEY_OF_TYPE.get(resource["resourceType"])
         if key is not None:
             grouped[key].append(resource)
-    prefetch: dict[str, Any] = {PATIENT_KEY: patient}
+    prefetch: dict[str, Any] = {PrefetchKey.PATIENT: patient}
     prefetch.update({key: _searchset(resources) for key, resources in grouped.items()})
     return {
         "hook": hook,

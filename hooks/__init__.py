@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
+from cds_service.cdshooks import AnyHookRequest, OrderSelectRequest, OrderSignRequest, PatientViewRequest
+from cds_service.engine.recommend.types import Recommendation
+from cds_service.fhir.prefetch import ResolvedData
+from cds_service.interfaces import HookDeps
 from hooks.base import CdsService
 
-if TYPE_CHECKING:
-    from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.fhir.prefetch import ResolvedData
-    from cds_service.interfaces import HookDeps
+RequestT = TypeVar("RequestT", PatientViewRequest, OrderSelectRequest, OrderSignRequest)
 
 
 @dataclass
 class HookOutcome:
-    """What a hook produced: the cards, and what the audit log needs to explain them."""
+    """What a hook produced: the cards, and what the audit log needs to explain them.
+
+    ``recommendations`` are the ones the cards were built from, in card order (``cards[i]`` words
+    ``recommendations[i]``); ``assessment["recommendations"]`` lists their codes.
+    """
 
     cards: list[dict[str, Any]]
     assessment: dict[str, Any] | None = None
     data: ResolvedData | None = None
     notes: list[str] = field(default_factory=list)
+    recommendations: tuple[Recommendation, ...] = ()
 
 
-Handler = Callable[["HookRequest", "HookDeps"], HookOutcome]
+Handler = Callable[[AnyHookRequest, HookDeps], HookOutcome]
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,19 @@ class RegisteredService:
 
     definition: CdsService
     handle: Handler
+
+
+def register(
+    definition: CdsService, request_type: type[RequestT], handler: Callable[[RequestT, HookDeps], HookOutcome]
+) -> RegisteredService:
+    """A service whose handler is typed for its own hook's request (a request of another hook is our bug)."""
+
+    def handle(request: AnyHookRequest, deps: HookDeps) -> HookOutcome:
+        if not isinstance(request, request_type):
+            raise TypeError(f"{definition.id} handles {request_type.__name__} only, not {type(request).__name__}")
+        return handler(request, deps)
+
+    return RegisteredService(definition, handle)
 
 
 class ServiceRegistry:
@@ -49,7 +68,7 @@ class ServiceRegistry:
         """The ``services`` array of the discovery document."""
         return [s.definition.discovery_entry() for s in self._services.values()]
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[RegisteredService]:
         return iter(self._services.values())
 
 

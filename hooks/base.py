@@ -11,13 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# The prefetch keys are a contract with EHR integrators (issue 2): exactly these names.
-PATIENT_KEY = "patient"
-OBSERVATIONS_KEY = "observations"
-MEDICATION_STATEMENTS_KEY = "medicationStatements"
-MEDICATION_REQUESTS_KEY = "medicationRequests"
-CONDITIONS_KEY = "conditions"
-SERVICE_REQUESTS_KEY = "serviceRequests"
+from cds_service.engine.vocabulary import Hook
+from cds_service.vocabulary import PrefetchKey
 
 # How many Observations one page may hold: enough for a year of the engine's labs in one answer on most servers.
 OBSERVATION_PAGE_SIZE = 200
@@ -28,12 +23,14 @@ def prefetch_templates(observation_codes: Sequence[str]) -> dict[str, str]:
     codes = ",".join(observation_codes)
     patient = "{{context.patientId}}"
     return {
-        PATIENT_KEY: f"Patient/{patient}",
-        OBSERVATIONS_KEY: f"Observation?patient={patient}&code={codes}&_sort=-date&_count={OBSERVATION_PAGE_SIZE}",
-        MEDICATION_STATEMENTS_KEY: f"MedicationStatement?patient={patient}&status=active,intended",
-        MEDICATION_REQUESTS_KEY: f"MedicationRequest?patient={patient}&status=active",
-        CONDITIONS_KEY: f"Condition?patient={patient}&clinical-status=active",
-        SERVICE_REQUESTS_KEY: f"ServiceRequest?patient={patient}&status=active,draft",
+        PrefetchKey.PATIENT: f"Patient/{patient}",
+        PrefetchKey.OBSERVATIONS: (
+            f"Observation?patient={patient}&code={codes}&_sort=-date&_count={OBSERVATION_PAGE_SIZE}"
+        ),
+        PrefetchKey.MEDICATION_STATEMENTS: f"MedicationStatement?patient={patient}&status=active,intended",
+        PrefetchKey.MEDICATION_REQUESTS: f"MedicationRequest?patient={patient}&status=active",
+        PrefetchKey.CONDITIONS: f"Condition?patient={patient}&clinical-status=active",
+        PrefetchKey.SERVICE_REQUESTS: f"ServiceRequest?patient={patient}&status=active,draft",
     }
 
 
@@ -42,7 +39,7 @@ class CdsService:
     """One CDS service as discovery describes it."""
 
     id: str
-    hook: str
+    hook: Hook
     title: str
     description: str
     prefetch: Mapping[str, str]
@@ -51,11 +48,11 @@ class CdsService:
     def discovery_entry(self) -> dict[str, Any]:
         """This service's entry in ``GET /cds-services``."""
         return {
-            "hook": self.hook,
+            "hook": self.hook.value,
             "id": self.id,
             "title": self.title,
             "description": self.description,
-            "prefetch": dict(self.prefetch),
+            "prefetch": {str(key): template for key, template in self.prefetch.items()},
             "usageRequirements": self.usage_requirements,
         }
 

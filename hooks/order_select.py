@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from cds_service.cdshooks import OrderSelectRequest
-from hooks import HookOutcome, RegisteredService
+from cds_service.engine.vocabulary import Hook
+from cds_service.interfaces import HookDeps
+from hooks import HookOutcome, RegisteredService, register
 from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
-from hooks.orders import drafts_for, remember_cards
-from hooks.pipeline import run_pipeline
-
-if TYPE_CHECKING:
-    from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.interfaces import HookDeps
+from hooks.orders import drafts_for, remember_shown
+from hooks.pipeline import assess_request, respond
 
 SERVICE_ID = "mg-order-select"
 
@@ -22,7 +19,7 @@ def definition(observation_codes: Sequence[str]) -> CdsService:
     """The discovery entry of mg-order-select."""
     return CdsService(
         id=SERVICE_ID,
-        hook="order-select",
+        hook=Hook.ORDER_SELECT,
         title="Magnesium prompts for the order being selected",
         description=(
             "When a diuretic, proton pump inhibitor, other magnesium-wasting drug or magnesium supplement is "
@@ -37,13 +34,11 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     """mg-order-select with its handler."""
     spec = definition(observation_codes)
 
-    def handle(request: HookRequest, deps: HookDeps) -> HookOutcome:
-        if not isinstance(request, OrderSelectRequest):
-            raise TypeError(f"{SERVICE_ID} handles OrderSelectRequest only")
-        drafts = drafts_for(request)
-        outcome = run_pipeline(spec, request, deps, drafts=drafts)
-        remember_cards(deps.order_session, request.context.patientId, outcome.cards)
-        outcome.notes.extend(drafts.notes)
+    def handle(request: OrderSelectRequest, deps: HookDeps) -> HookOutcome:
+        evaluation = assess_request(spec, request, deps, drafts=drafts_for(request))
+        outcome = respond(evaluation, evaluation.recommendations, deps)
+        # Remembered once the cards exist: a card that could not be built was never shown.
+        remember_shown(deps.order_session, request.context.patientId, outcome.recommendations)
         return outcome
 
-    return RegisteredService(spec, handle)
+    return register(spec, OrderSelectRequest, handle)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from cds_service.cdshooks import OrderSignRequest
-from hooks import HookOutcome, RegisteredService
+from cds_service.engine.vocabulary import Hook
+from cds_service.interfaces import HookDeps
+from hooks import HookOutcome, RegisteredService, register
 from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
-from hooks.orders import drafts_for, drop_repeated_cards
-from hooks.pipeline import run_pipeline
-
-if TYPE_CHECKING:
-    from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.interfaces import HookDeps
+from hooks.orders import drafts_for, drop_already_shown
+from hooks.pipeline import assess_request, respond
 
 SERVICE_ID = "mg-order-sign"
 
@@ -22,7 +19,7 @@ def definition(observation_codes: Sequence[str]) -> CdsService:
     """The discovery entry of mg-order-sign."""
     return CdsService(
         id=SERVICE_ID,
-        hook="order-sign",
+        hook=Hook.ORDER_SIGN,
         title="Magnesium prompts before orders are signed",
         description=(
             "Before signing: flags draft orders that deplete magnesium, magnesium supplements that are "
@@ -37,13 +34,9 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     """mg-order-sign with its handler."""
     spec = definition(observation_codes)
 
-    def handle(request: HookRequest, deps: HookDeps) -> HookOutcome:
-        if not isinstance(request, OrderSignRequest):
-            raise TypeError(f"{SERVICE_ID} handles OrderSignRequest only")
-        drafts = drafts_for(request)
-        outcome = run_pipeline(spec, request, deps, drafts=drafts)
-        outcome.cards = drop_repeated_cards(deps.order_session, request.context.patientId, outcome.cards)
-        outcome.notes.extend(drafts.notes)
-        return outcome
+    def handle(request: OrderSignRequest, deps: HookDeps) -> HookOutcome:
+        evaluation = assess_request(spec, request, deps, drafts=drafts_for(request))
+        shown = drop_already_shown(deps.order_session, request.context.patientId, evaluation.recommendations)
+        return respond(evaluation, shown, deps)
 
-    return RegisteredService(spec, handle)
+    return register(spec, OrderSignRequest, handle)

@@ -1,25 +1,23 @@
-"""What the two order hooks share: reading draft orders, and not repeating a card at order-sign.
+"""What the two order hooks share: reading draft orders, and not repeating a recommendation at order-sign.
 
-De-duplication (issue 5 item 4): when order-select already showed a card for a draft (same patient, same draft id,
-same recommendation), order-sign does not show it again within ``order_session_ttl_seconds``. The memory is per
-process: with several workers a repeat is possible (a duplicate card, never a missing one), which is the safe
-direction for a clinical prompt.
+De-duplication (issue 5 item 4): when order-select already showed a card for a draft (same patient, same draft
+``Type/id``, same recommendation code), order-sign does not show it again within ``order_session_ttl_seconds``. It
+works on the engine's recommendations, before any card is built. The memory is per process: with several workers a
+repeat is possible (a duplicate card, never a missing one), which is the safe direction for a clinical prompt.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from cachetools import TTLCache
 
-from cds_service.cards import DRAFT_EXTENSION_KEY, RECOMMENDATION_EXTENSION_KEY
 from cds_service.cdshooks import OrderSelectRequest, OrderSignRequest
+from cds_service.engine.recommend.types import Recommendation
 from cds_service.errors import BadRequest
 from cds_service.fhir.extract import DraftOrders, parse_draft_orders
-
-if TYPE_CHECKING:
-    from cds_service.interfaces import OrderSession
+from cds_service.interfaces import OrderSession
 
 # An order-sign of a large admission order set holds tens of drafts, rarely more than a hundred. Far more is not an
 # ordering session but a hostile or broken payload: each draft is evaluated against every current medication and
@@ -66,22 +64,19 @@ class TtlOrderSession:
             return (patient_id, draft, code) in self._seen
 
 
-def _key(card: dict[str, Any]) -> tuple[str, str] | None:
-    extension = card.get("extension", {})
-    draft = extension.get(DRAFT_EXTENSION_KEY)
-    if not isinstance(draft, str):
-        return None
-    return (draft, str(extension.get(RECOMMENDATION_EXTENSION_KEY)))
+def remember_shown(session: OrderSession, patient_id: str, shown: Sequence[Recommendation]) -> None:
+    """Note the recommendations order-select showed as cards, per patient and concerned draft."""
+    for rec in shown:
+        if rec.draft_reference is not None:
+            session.remember(patient_id, rec.draft_reference, rec.code)
 
 
-def remember_cards(session: OrderSession, patient_id: str, cards: list[dict[str, Any]]) -> None:
-    """Note the cards order-select showed, per patient and draft."""
-    for card in cards:
-        key = _key(card)
-        if key is not None:
-            session.remember(patient_id, *key)
-
-
-def drop_repeated_cards(session: OrderSession, patient_id: str, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The cards order-select did not already show for the same draft in this ordering session."""
-    return [card for card in cards if (key := _key(card)) is None or not session.was_shown(patient_id, *key)]
+def drop_already_shown(
+    session: OrderSession, patient_id: str, recommendations: Sequence[Recommendation]
+) -> tuple[Recommendation, ...]:
+    """The recommendations order-select did not already show for the same draft in this ordering session."""
+    return tuple(
+        rec
+        for rec in recommendations
+        if rec.draft_reference is None or not session.was_shown(patient_id, rec.draft_reference, rec.code)
+    )

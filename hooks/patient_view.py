@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from hooks import HookOutcome, RegisteredService
+from cds_service.cdshooks import PatientViewRequest
+from cds_service.engine.vocabulary import Hook
+from cds_service.interfaces import HookDeps
+from hooks import HookOutcome, RegisteredService, register
 from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
 from hooks.pipeline import run_pipeline
-
-if TYPE_CHECKING:
-    from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.interfaces import HookDeps
 
 SERVICE_ID = "mg-patient-view"
 
@@ -20,7 +18,7 @@ def definition(observation_codes: Sequence[str]) -> CdsService:
     """The discovery entry of mg-patient-view."""
     return CdsService(
         id=SERVICE_ID,
-        hook="patient-view",
+        hook=Hook.PATIENT_VIEW,
         title="Magnesium depletion risk and magnesium status",
         description=(
             "Computes the Magnesium Depletion Score (diuretics, proton pump inhibitors, eGFR, heavy drinking), "
@@ -35,7 +33,7 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     """mg-patient-view with its handler."""
     spec = definition(observation_codes)
 
-    def handle(request: HookRequest, deps: HookDeps) -> HookOutcome:
+    def handle(request: PatientViewRequest, deps: HookDeps) -> HookOutcome:
         return run_pipeline(spec, request, deps)
 
-    return RegisteredService(spec, handle)
+    return register(spec, PatientViewRequest, handle)

@@ -1,23 +1,39 @@
 """The one path every hook takes: prefetch/FHIR -> facts -> engine -> recommendations -> cards.
 
-Data flows one way (DESIGN.md); each hook module only adds what is specific to it (the draft orders).
+Data flows one way (DESIGN.md): ``assess_request`` reads the data, extracts the facts, assesses them and computes
+the recommendations, once; ``respond`` words the recommendations a hook decided to show as cards. Each hook module
+only adds what is specific to it (the draft orders, and at order-sign what order-select already showed).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from cds_service.cards import build_cards
-from cds_service.engine import assess, assessment_to_dict, recommend
-from cds_service.errors import BadRequest, FhirError
+from cds_service.cdshooks import AnyHookRequest
+from cds_service.engine import Assessment, assess, assessment_to_dict
+from cds_service.engine.facts import Facts
+from cds_service.engine.recommend import recommend
+from cds_service.engine.recommend.types import Recommendation
+from cds_service.errors import BadRequest
 from cds_service.fhir.extract import DraftOrders, extract_facts
-from cds_service.fhir.prefetch import resolve_prefetch
+from cds_service.fhir.prefetch import ResolvedData, resolve_prefetch
+from cds_service.interfaces import HookDeps
+from cds_service.vocabulary import PrefetchKey
 from hooks import HookOutcome
+from hooks.base import CdsService
 
-if TYPE_CHECKING:
-    from cds_service.cdshooks import AnyHookRequest as HookRequest
-    from cds_service.interfaces import HookDeps
-    from hooks.base import CdsService
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One hook call evaluated: the data read, the facts, the assessment and every recommendation (card order)."""
+
+    data: ResolvedData
+    facts: Facts
+    assessment: Assessment
+    recommendations: tuple[Recommendation, ...]
 
 
 def check_patient_matches(patient: dict[str, Any], patient_id: str) -> None:
@@ -28,35 +44,24 @@ def check_patient_matches(patient: dict[str, Any], patient_id: str) -> None:
         raise BadRequest("prefetch.patient is a different patient than context.patientId", field="prefetch.patient")
 
 
-def run_pipeline(
+def assess_request(
     service: CdsService,
-    request: HookRequest,
+    request: AnyHookRequest,
     deps: HookDeps,
     *,
     drafts: DraftOrders | None = None,
-) -> HookOutcome:
-    """Evaluate one hook request end to end and return its cards with their evidence."""
-    token = request.fhirAuthorization.access_token if request.fhirAuthorization is not None else None
+) -> Evaluation:
+    """Read, extract, assess and recommend for one hook request (``recommend`` runs here, once)."""
     data = resolve_prefetch(
         service.prefetch,
         request.context.model_dump(),
         request.prefetch,
         client=deps.fhir,
         fhir_server=request.fhirServer,
-        access_token=token,
+        access_token=request.access_token,
+        drafts=drafts.resources if drafts is not None else (),
     )
-    check_patient_matches(data.resources("patient")[0], request.context.patientId)
-
-    def fetch_medication(reference: str) -> dict[str, Any] | None:
-        # A MedicationRequest may point at a Medication the prefetch did not carry. Fail open: without it the
-        # drug is classified by the reference's display text, and the card says so.
-        if not request.fhirServer:
-            return None
-        try:
-            return deps.fhir.read(request.fhirServer, reference, token)
-        except FhirError:
-            return None
-
+    check_patient_matches(data.resources(PrefetchKey.PATIENT)[0], request.context.patientId)
     facts = extract_facts(
         data,
         patient_id=request.context.patientId,
@@ -64,15 +69,31 @@ def run_pipeline(
         hook=service.hook,
         terminology=deps.terminology,
         drafts=drafts,
-        fetch_medication=fetch_medication,
     )
     assessment = assess(facts, deps.clock(), deps.clinical)
-    recommendations = recommend(assessment, facts, deps.clinical)
+    return Evaluation(data, facts, assessment, recommend(assessment, facts, deps.clinical))
+
+
+def respond(evaluation: Evaluation, shown: Sequence[Recommendation], deps: HookDeps) -> HookOutcome:
+    """The cards of the recommendations ``shown`` (all of them, or those a hook kept), with their evidence."""
     cards = build_cards(
-        recommendations,
-        assessment,
-        facts,
+        shown,
+        evaluation.assessment,
+        evaluation.facts,
         source_url=deps.rules_url,
         id_factory=deps.id_factory,
     )
-    return HookOutcome(cards=cards, assessment=assessment_to_dict(assessment), data=data, notes=list(facts.data_notes))
+    return HookOutcome(
+        cards=cards,
+        assessment=assessment_to_dict(evaluation.assessment, [rec.code for rec in shown]),
+        data=evaluation.data,
+        # The facts' notes already hold the draft orders' notes (parse_draft_orders -> extract_facts): not again.
+        notes=list(evaluation.facts.data_notes),
+        recommendations=tuple(shown),
+    )
+
+
+def run_pipeline(service: CdsService, request: AnyHookRequest, deps: HookDeps) -> HookOutcome:
+    """Evaluate one hook request end to end and return a card for every recommendation."""
+    evaluation = assess_request(service, request, deps)
+    return respond(evaluation, evaluation.recommendations, deps)

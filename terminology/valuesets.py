@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cds_service.engine import vocabulary
 from cds_service.errors import TerminologyError
 
 BASE = "https://mgcds.example.org/fhir"
@@ -57,33 +58,10 @@ SYSTEM_LABELS: Mapping[str, str] = {
     NDC: "NDC",
 }
 
-DRUG_CLASSES: tuple[str, ...] = (
-    "loop-diuretic",
-    "thiazide-diuretic",
-    "potassium-sparing-diuretic",
-    "carbonic-anhydrase-inhibitor",
-    "proton-pump-inhibitor",
-    "mg-wasting-other",
-    "mg-salt-organic",
-    "mg-salt-inorganic",
-    "mg-salt-unspecified",
-    "interacts-tetracycline",
-    "interacts-fluoroquinolone",
-    "interacts-bisphosphonate",
-    "interacts-levothyroxine",
-    "interacts-dolutegravir",
-    "interacts-gabapentin",
-)
-DIURETIC_CLASSES = frozenset(DRUG_CLASSES[:4])
-LAB_CONCEPTS: tuple[str, ...] = (
-    "serum-magnesium",
-    "ionized-magnesium",
-    "urine-magnesium",
-    "urine-creatinine",
-    "serum-creatinine",
-    "egfr",
-    "alcohol-drinks-per-day",
-)
+# Defined once, in the engine's vocabulary; here as the plain strings the value set files carry.
+DRUG_CLASSES: tuple[str, ...] = tuple(drug_class.value for drug_class in vocabulary.DrugClass)
+DIURETIC_CLASSES = frozenset(drug_class.value for drug_class in vocabulary.DIURETIC_CLASSES)
+LAB_CONCEPTS: tuple[str, ...] = tuple(c.value for c in vocabulary.LabConcept if c not in vocabulary.AUDITC_ITEMS)
 AUDITC_CONCEPTS: tuple[str, ...] = ("auditc-frequency", "auditc-typical-drinks")
 CONDITION_CONCEPTS: tuple[str, ...] = ("alcohol-use-disorder",)
 

@@ -1,9 +1,12 @@
-"""MgCDS decision engine: pure functions from facts and `now` to an assessment (no I/O)."""
+"""MgCDS decision engine: pure functions from facts and `now` to an assessment, then to recommendations (no I/O).
+
+``assess`` (``engine.assessment``) draws the conclusions; ``engine.recommend.recommend`` turns them into
+recommendations. The recommendation function is not re-exported here: it would shadow its own package.
+"""
 
 from __future__ import annotations
 
 from cds_service.engine.assessment import Assessment, assess, assessment_to_dict
-from cds_service.engine.recommend import recommend
 from cds_service.engine.settings import ClinicalSettings
 
-__all__ = ["Assessment", "ClinicalSettings", "assess", "assessment_to_dict", "recommend"]
+__all__ = ["Assessment", "ClinicalSettings", "assess", "assessment_to_dict"]

@@ -12,16 +12,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from cds_service.engine.facts import (
-    ALCOHOL_DRINKS_PER_DAY,
-    ALCOHOL_USE_DISORDER,
-    AUDITC_FREQUENCY,
-    AUDITC_TYPICAL_DRINKS,
-    Evidence,
-    Facts,
-    LabResult,
-)
+from cds_service.engine.facts import Evidence, Facts, LabResult
 from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import AlcoholMethod, ConditionConcept, LabConcept
 from cds_service.engine.windows import has_usable_value, select_newest
 
 HEAVY_ABOVE_FEMALE = 1.0  # [FAN21] drinks/day
@@ -48,18 +41,13 @@ DAYS_PER_WEEK = 7.0
 ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})
 EXCLUDED_VERIFICATION_STATUSES = frozenset({"refuted", "entered-in-error"})
 
-METHOD_DRINKS_PER_DAY = "74013-4"
-METHOD_AUDITC = "audit-c"
-METHOD_CONDITION = "condition"
-METHOD_NONE = "none"
-
 
 @dataclass(frozen=True)
 class AlcoholResult:
     """Heavy drinking: True, False or None (unknown), how it was decided, and the evidence."""
 
     heavy: bool | None
-    method: str
+    method: AlcoholMethod
     evidence: tuple[Evidence, ...] = ()
     drinks_per_day_low: float | None = None
     drinks_per_day_high: float | None = None
@@ -104,7 +92,7 @@ def assess_alcohol(facts: Facts, now: datetime, settings: ClinicalSettings) -> A
     gender = facts.patient.gender
     notes: list[str] = []
 
-    per_day = select_newest(facts.labs, ALCOHOL_DRINKS_PER_DAY, now, window)
+    per_day = select_newest(facts.labs, LabConcept.ALCOHOL_DRINKS_PER_DAY, now, window)
     notes.extend(per_day.notes)
     direct = per_day.current
     if direct is not None and has_usable_value(direct) and direct.value is not None:
@@ -113,8 +101,8 @@ def assess_alcohol(facts: Facts, now: datetime, settings: ClinicalSettings) -> A
             return _with_notes(result, notes)
         notes.append(f"74013-4 value {direct.evidence.value} does not decide heavy drinking for this sex")
 
-    frequency = select_newest(facts.labs, AUDITC_FREQUENCY, now, window)
-    typical = select_newest(facts.labs, AUDITC_TYPICAL_DRINKS, now, window)
+    frequency = select_newest(facts.labs, LabConcept.AUDITC_FREQUENCY, now, window)
+    typical = select_newest(facts.labs, LabConcept.AUDITC_TYPICAL_DRINKS, now, window)
     notes.extend(frequency.notes + typical.notes)
     freq_band = _band(frequency.current)
     drinks_band = _band(typical.current)
@@ -123,17 +111,17 @@ def assess_alcohol(facts: Facts, now: datetime, settings: ClinicalSettings) -> A
         heavy = classify_interval(interval[0], interval[1], gender)
         evidence = tuple(r.evidence for r in (frequency.current, typical.current) if r is not None)
         if heavy is not None:
-            return AlcoholResult(heavy, METHOD_AUDITC, evidence, interval[0], interval[1], tuple(notes))
+            return AlcoholResult(heavy, AlcoholMethod.AUDIT_C, evidence, interval[0], interval[1], tuple(notes))
         notes.append("AUDIT-C answers do not decide heavy drinking for this sex")
 
     for condition in facts.conditions:
         if (
-            condition.concept == ALCOHOL_USE_DISORDER
+            condition.concept == ConditionConcept.ALCOHOL_USE_DISORDER
             and condition.clinical_status in ACTIVE_CLINICAL_STATUSES
             and condition.verification_status not in EXCLUDED_VERIFICATION_STATUSES
         ):
-            return AlcoholResult(True, METHOD_CONDITION, (condition.evidence,), notes=tuple(notes))
-    return AlcoholResult(None, METHOD_NONE, notes=tuple(notes))
+            return AlcoholResult(True, AlcoholMethod.CONDITION, (condition.evidence,), notes=tuple(notes))
+    return AlcoholResult(None, AlcoholMethod.NONE, notes=tuple(notes))
 
 
 def _band(result: LabResult | None) -> str | None:
@@ -145,7 +133,7 @@ def _band(result: LabResult | None) -> str | None:
 def _from_drinks_per_day(result: LabResult, gender: str | None) -> AlcoholResult:
     value = result.value
     if value is None or not math.isfinite(value) or value < 0:
-        return AlcoholResult(None, METHOD_DRINKS_PER_DAY, (result.evidence,))
+        return AlcoholResult(None, AlcoholMethod.DRINKS_PER_DAY, (result.evidence,))
     comparator = result.comparator
     if comparator in (">", ">="):
         heavy = classify_interval(value, math.inf, gender, low_open=comparator == ">")
@@ -156,7 +144,7 @@ def _from_drinks_per_day(result: LabResult, gender: str | None) -> AlcoholResult
     else:
         heavy = classify_interval(value, value, gender)
         low, high = value, value
-    return AlcoholResult(heavy, METHOD_DRINKS_PER_DAY, (result.evidence,), low, high)
+    return AlcoholResult(heavy, AlcoholMethod.DRINKS_PER_DAY, (result.evidence,), low, high)
 
 
 def _with_notes(result: AlcoholResult, notes: list[str]) -> AlcoholResult:

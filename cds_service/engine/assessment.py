@@ -1,27 +1,28 @@
-"""The assessment: every conclusion of clinical-rules.md sections 1-6 with its evidence, plus recommendations.
+"""The assessment: every conclusion of clinical-rules.md sections 1-6 with its evidence.
 
 ``assess`` is pure: facts, ``now`` and settings in; a frozen ``Assessment`` out. It never raises on missing or
-unusable data: those become ``unknown`` conclusions with notes that say why.
+unusable data: those become ``unknown`` conclusions with notes that say why. It holds conclusions drawn from the
+facts only: what to recommend is decided afterwards, from it, by ``cds_service.engine.recommend``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cds_service.engine.alcohol import AlcoholResult, assess_alcohol
 from cds_service.engine.deficiency import assess_deficiency
 from cds_service.engine.egfr import EgfrResult, assess_egfr
-from cds_service.engine.facts import MG_WASTING_OTHER, Evidence, Facts, MedicationFact
+from cds_service.engine.facts import Evidence, Facts, MedicationFact
 from cds_service.engine.femg import FemgResult, assess_femg
 from cds_service.engine.magnesium import MagnesiumResult, assess_ionized, assess_serum
 from cds_service.engine.mds import MdsResult, compute_mds
 from cds_service.engine.medications import current_medications, with_class
-from cds_service.engine.recommend import recommend
-from cds_service.engine.recommendation import Recommendation
 from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import Deficiency, DrugClass
 
 
 @dataclass(frozen=True)
@@ -35,35 +36,29 @@ class Assessment:
     ionized_mg: MagnesiumResult
     femg: FemgResult
     alcohol: AlcoholResult
-    deficiency: str
+    deficiency: Deficiency
     current_medications: tuple[MedicationFact, ...]
     other_risk_drugs: tuple[str, ...]
     other_risk_evidence: tuple[Evidence, ...]
     notes: tuple[str, ...]
-    recommendations: tuple[Recommendation, ...] = ()
-
-    @property
-    def recommendation_codes(self) -> tuple[str, ...]:
-        """The codes of the recommendations, in card order."""
-        return tuple(r.code for r in self.recommendations)
 
 
 def other_risk_drug_names(
     current: tuple[MedicationFact, ...],
 ) -> tuple[tuple[str, ...], tuple[Evidence, ...]]:
     """Ingredient names (sorted, unique) of current other magnesium-wasting drugs, and their evidence."""
-    drugs = with_class(current, {MG_WASTING_OTHER})
+    drugs = with_class(current, {DrugClass.MG_WASTING_OTHER})
     names: set[str] = set()
     for drug in drugs:
         # [PAP26]'s list lives in terminology (class mg-wasting-other); name only the ingredients of that class.
         classes = dict(drug.ingredient_classes)
-        listed = [i for i in drug.ingredients if MG_WASTING_OTHER in classes.get(i, frozenset())]
+        listed = [i for i in drug.ingredients if DrugClass.MG_WASTING_OTHER in classes.get(i, frozenset())]
         names.update(i.lower() for i in (listed or list(drug.ingredients)))
     return tuple(sorted(names)), tuple(d.evidence for d in drugs)
 
 
 def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessment:
-    """Assess one patient at ``now`` (clinical-rules.md sections 1-8)."""
+    """Assess one patient at ``now`` (clinical-rules.md sections 1-6)."""
     current = current_medications(facts.medications, now)
     egfr = assess_egfr(facts, now, settings)
     alcohol = assess_alcohol(facts, now, settings)
@@ -80,7 +75,7 @@ def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessmen
         *ionized.notes,
         *alcohol.notes,
     )
-    base = Assessment(
+    return Assessment(
         now=now,
         mds=mds,
         egfr=egfr,
@@ -94,7 +89,6 @@ def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessmen
         other_risk_evidence=other_evidence,
         notes=tuple(dict.fromkeys(notes)),
     )
-    return replace(base, recommendations=recommend(base, facts, settings))
 
 
 def _availability_notes(facts: Facts) -> tuple[str, ...]:
@@ -143,8 +137,8 @@ def _magnesium_to_dict(result: MagnesiumResult) -> dict[str, Any]:
     }
 
 
-def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
-    """The assessment as the JSON of issue 3 (``mgcds evaluate --json``)."""
+def assessment_to_dict(assessment: Assessment, recommendation_codes: Sequence[str]) -> dict[str, Any]:
+    """The assessment as the JSON of issue 3 (``mgcds evaluate --json``), with the codes of the cards returned."""
     a = assessment
     return {
         "now": a.now.isoformat(),
@@ -187,6 +181,6 @@ def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
         },
         "other_risk_drugs": list(a.other_risk_drugs),
         "deficiency": a.deficiency,
-        "recommendations": list(a.recommendation_codes),
+        "recommendations": list(recommendation_codes),
         "notes": list(a.notes),
     }

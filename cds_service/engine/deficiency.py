@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from cds_service.engine.magnesium import HIGH, LOW, LOW_NORMAL, NORMAL, SEVERE_LOW
-
-EXCESS = "excess"
-LIKELY = "likely"
-POSSIBLE = "possible"
-UNLIKELY = "unlikely"
-UNKNOWN = "unknown"
-
-# Most to least severe, for comparisons (excess is a different axis and ranks apart).
-SEVERITY_ORDER = (LIKELY, POSSIBLE, UNKNOWN, UNLIKELY)
+from cds_service.engine.vocabulary import Deficiency, MagnesiumCategory
 
 
-def assess_deficiency(serum_category: str, ionized_category: str) -> str:
+def assess_deficiency(serum_category: MagnesiumCategory, ionized_category: MagnesiumCategory) -> Deficiency:
     """excess / likely / unlikely (ionized normal, [OPA22]) / possible [COS16] / unlikely / unknown."""
-    if serum_category == HIGH:
-        return EXCESS
-    if serum_category in (SEVERE_LOW, LOW) or ionized_category == LOW:
-        return LIKELY
-    if ionized_category == NORMAL:
-        return UNLIKELY
-    if serum_category == LOW_NORMAL:
-        return POSSIBLE
-    if serum_category == NORMAL:
-        return UNLIKELY
-    return UNKNOWN
+    if serum_category == MagnesiumCategory.HIGH:
+        return Deficiency.EXCESS
+    if serum_category in (MagnesiumCategory.SEVERE_LOW, MagnesiumCategory.LOW) or (
+        ionized_category == MagnesiumCategory.LOW
+    ):
+        return Deficiency.LIKELY
+    if ionized_category == MagnesiumCategory.NORMAL:
+        return Deficiency.UNLIKELY
+    if serum_category == MagnesiumCategory.LOW_NORMAL:
+        return Deficiency.POSSIBLE
+    if serum_category == MagnesiumCategory.NORMAL:
+        return Deficiency.UNLIKELY
+    return Deficiency.UNKNOWN

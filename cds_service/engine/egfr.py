@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from cds_service.engine import rounding
-from cds_service.engine.facts import EGFR, SERUM_CREATININE, Evidence, Facts
+from cds_service.engine.facts import Evidence, Facts
 from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import EgfrSource, LabConcept
 from cds_service.engine.windows import has_usable_value, select_newest
 
 # [INK21] coefficients, named as in the paper.
@@ -37,10 +38,6 @@ EGFR_MDS_MILD_BELOW = 90
 # Oral magnesium is contraindicated below this without specialist supervision (clinical-rules.md section 7).
 EGFR_SUPPLEMENT_CONTRAINDICATED_BELOW = 30
 
-SOURCE_OBSERVATION = "observation"
-SOURCE_CKD_EPI_2021 = "ckd-epi-2021"
-SOURCE_NONE = "none"
-
 COMPARATORS = frozenset({"<", "<=", ">", ">="})
 
 
@@ -50,7 +47,7 @@ class EgfrResult:
 
     value: int | None
     comparator: str | None
-    source: str
+    source: EgfrSource
     evidence: tuple[Evidence, ...] = ()
     stale: tuple[Evidence, ...] = ()
     notes: tuple[str, ...] = ()
@@ -139,8 +136,8 @@ def is_below(value: float, comparator: str | None, threshold: float) -> bool | N
 def assess_egfr(facts: Facts, now: datetime, settings: ClinicalSettings) -> EgfrResult:
     """The eGFR that counts (section 3), with how it was obtained."""
     window = settings.renal_window_days
-    reported = select_newest(facts.labs, EGFR, now, window)
-    creatinine = select_newest(facts.labs, SERUM_CREATININE, now, window)
+    reported = select_newest(facts.labs, LabConcept.EGFR, now, window)
+    creatinine = select_newest(facts.labs, LabConcept.SERUM_CREATININE, now, window)
     notes = list(reported.notes) + list(creatinine.notes)
     stale = tuple(s.evidence for s in (reported.stale, creatinine.stale) if s is not None)
     egfr_obs, scr = reported.current, creatinine.current
@@ -152,7 +149,7 @@ def assess_egfr(facts: Facts, now: datetime, settings: ClinicalSettings) -> Egfr
             return EgfrResult(
                 value=value,
                 comparator=None,
-                source=SOURCE_CKD_EPI_2021,
+                source=EgfrSource.CKD_EPI_2021,
                 evidence=(scr.evidence,),
                 stale=stale,
                 notes=tuple(notes),
@@ -170,13 +167,13 @@ def assess_egfr(facts: Facts, now: datetime, settings: ClinicalSettings) -> Egfr
         return EgfrResult(
             value=round_half_up(egfr_obs.value),
             comparator=comparator,
-            source=SOURCE_OBSERVATION,
+            source=EgfrSource.OBSERVATION,
             evidence=(egfr_obs.evidence,),
             stale=stale,
             notes=tuple(notes),
             preliminary=reported.preliminary,
         )
-    return EgfrResult(value=None, comparator=None, source=SOURCE_NONE, stale=stale, notes=tuple(notes))
+    return EgfrResult(value=None, comparator=None, source=EgfrSource.NONE, stale=stale, notes=tuple(notes))
 
 
 def _at_or_after(first: datetime | None, second: datetime | None) -> bool:

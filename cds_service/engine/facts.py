@@ -1,7 +1,8 @@
 """The engine's inputs: facts already classified and normalised by ``cds_service.fhir.extract``.
 
 The engine never sees FHIR JSON; every value here is in its canonical unit and every fact points at the
-resource it came from (``Evidence``) so that cards can explain themselves.
+resource it came from (``Evidence``) so that cards can explain themselves. Concepts, drug classes and hooks are the
+values of :mod:`cds_service.engine.vocabulary`.
 """
 
 from __future__ import annotations
@@ -9,55 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-# Lab concepts the extractor may emit (LabResult.concept).
-SERUM_MAGNESIUM = "serum-magnesium"
-IONIZED_MAGNESIUM = "ionized-magnesium"
-URINE_MAGNESIUM = "urine-magnesium"
-URINE_CREATININE = "urine-creatinine"
-SERUM_CREATININE = "serum-creatinine"
-EGFR = "egfr"
-ALCOHOL_DRINKS_PER_DAY = "alcohol-drinks-per-day"
-AUDITC_FREQUENCY = "auditc-frequency"
-AUDITC_TYPICAL_DRINKS = "auditc-typical-drinks"
-
-# Medication classes (MedicationFact.classes), assigned by the terminology package.
-LOOP_DIURETIC = "loop-diuretic"
-THIAZIDE_DIURETIC = "thiazide-diuretic"
-POTASSIUM_SPARING_DIURETIC = "potassium-sparing-diuretic"
-CARBONIC_ANHYDRASE_INHIBITOR = "carbonic-anhydrase-inhibitor"
-PROTON_PUMP_INHIBITOR = "proton-pump-inhibitor"
-MG_WASTING_OTHER = "mg-wasting-other"
-MG_SALT_ORGANIC = "mg-salt-organic"
-MG_SALT_INORGANIC = "mg-salt-inorganic"
-# A magnesium supplement whose salt the order does not name ("Magnesium 250 mg"): a supplement for every safety rule.
-MG_SALT_UNSPECIFIED = "mg-salt-unspecified"
-INTERACTS_TETRACYCLINE = "interacts-tetracycline"
-INTERACTS_FLUOROQUINOLONE = "interacts-fluoroquinolone"
-INTERACTS_BISPHOSPHONATE = "interacts-bisphosphonate"
-INTERACTS_LEVOTHYROXINE = "interacts-levothyroxine"
-INTERACTS_DOLUTEGRAVIR = "interacts-dolutegravir"
-INTERACTS_GABAPENTIN = "interacts-gabapentin"
-
-DIURETIC_CLASSES = frozenset(
-    {LOOP_DIURETIC, THIAZIDE_DIURETIC, POTASSIUM_SPARING_DIURETIC, CARBONIC_ANHYDRASE_INHIBITOR}
-)
-MG_SUPPLEMENT_CLASSES = frozenset({MG_SALT_ORGANIC, MG_SALT_INORGANIC, MG_SALT_UNSPECIFIED})
-INTERACTING_CLASSES = (
-    INTERACTS_TETRACYCLINE,
-    INTERACTS_FLUOROQUINOLONE,
-    INTERACTS_BISPHOSPHONATE,
-    INTERACTS_LEVOTHYROXINE,
-    INTERACTS_DOLUTEGRAVIR,
-    INTERACTS_GABAPENTIN,
-)
-
-# Condition concepts.
-ALCOHOL_USE_DISORDER = "alcohol-use-disorder"
-
-# Hooks.
-PATIENT_VIEW = "patient-view"
-ORDER_SELECT = "order-select"
-ORDER_SIGN = "order-sign"
+from cds_service.engine.vocabulary import ConditionConcept, Hook, LabConcept
 
 
 @dataclass(frozen=True)
@@ -86,7 +39,7 @@ class PatientFacts:
 class LabResult:
     """One Observation, classified into a concept, with its value already in the canonical unit."""
 
-    concept: str
+    concept: LabConcept
     status: str
     effective: datetime | None
     value: float | None
@@ -103,7 +56,7 @@ class MedicationFact:
     """One MedicationStatement or MedicationRequest, by ingredient and class."""
 
     ingredients: tuple[str, ...]
-    classes: frozenset[str]
+    classes: frozenset[str]  # DrugClass values, as terminology assigned them
     resource_type: str
     resource_id: str
     status: str
@@ -123,7 +76,7 @@ class MedicationFact:
 class ConditionFact:
     """One Condition of a concept the rules use."""
 
-    concept: str
+    concept: ConditionConcept
     clinical_status: str | None
     verification_status: str | None
     evidence: Evidence
@@ -133,7 +86,7 @@ class ConditionFact:
 class OrderFact:
     """One ServiceRequest (existing or draft) for a test the rules may recommend."""
 
-    concept: str
+    concept: LabConcept
     status: str
     evidence: Evidence
     is_draft: bool = False
@@ -153,6 +106,6 @@ class Facts:
     conditions_known: bool = True
     orders_known: bool = True
     data_notes: tuple[str, ...] = ()
-    hook: str = PATIENT_VIEW
+    hook: Hook = Hook.PATIENT_VIEW
     patient_id: str | None = None
     encounter_id: str | None = None

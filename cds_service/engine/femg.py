@@ -12,18 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cds_service.engine.facts import (
-    SERUM_CREATININE,
-    SERUM_MAGNESIUM,
-    URINE_CREATININE,
-    URINE_MAGNESIUM,
-    Evidence,
-    Facts,
-    LabResult,
-)
-from cds_service.engine.magnesium import LOW, SEVERE_LOW
+from cds_service.engine.facts import Evidence, Facts, LabResult
 from cds_service.engine.rounding import round_half_up
 from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import FemgInterpretation, LabConcept, MagnesiumCategory
 from cds_service.engine.windows import has_usable_value, in_window
 
 FILTERABLE_FRACTION = 0.7  # [TUC20] fraction of serum magnesium that is filtered
@@ -31,15 +23,13 @@ RENAL_WASTING_ABOVE_PERCENT = 4.0  # [TUC20]
 EXTRARENAL_BELOW_PERCENT = 2.0  # [TUC20]
 SERUM_MAX_DAYS_FROM_URINE = 2  # clinical-rules.md section 5
 
-NOT_APPLICABLE = "not-applicable"
-
 
 @dataclass(frozen=True)
 class FemgResult:
     """FEMg percent (1 decimal) when computable, its interpretation and evidence."""
 
     percent: float | None
-    interpretation: str
+    interpretation: FemgInterpretation
     evidence: tuple[Evidence, ...] = ()
 
 
@@ -48,24 +38,26 @@ def femg_percent(urine_mg: float, serum_cr: float, serum_mg: float, urine_cr: fl
     return (urine_mg * serum_cr) / (FILTERABLE_FRACTION * serum_mg * urine_cr) * 100.0
 
 
-def interpret(percent: float, serum_category: str) -> str:
+def interpret(percent: float, serum_category: MagnesiumCategory) -> FemgInterpretation:
     """renal-wasting / extrarenal / indeterminate in hypomagnesemia, else not-applicable."""
-    if serum_category not in (LOW, SEVERE_LOW):
-        return NOT_APPLICABLE
+    if serum_category not in (MagnesiumCategory.LOW, MagnesiumCategory.SEVERE_LOW):
+        return FemgInterpretation.NOT_APPLICABLE
     if percent > RENAL_WASTING_ABOVE_PERCENT:
-        return "renal-wasting"
+        return FemgInterpretation.RENAL_WASTING
     if percent < EXTRARENAL_BELOW_PERCENT:
-        return "extrarenal"
-    return "indeterminate"
+        return FemgInterpretation.EXTRARENAL
+    return FemgInterpretation.INDETERMINATE
 
 
-def assess_femg(facts: Facts, now: datetime, settings: ClinicalSettings, serum_category: str) -> FemgResult:
+def assess_femg(
+    facts: Facts, now: datetime, settings: ClinicalSettings, serum_category: MagnesiumCategory
+) -> FemgResult:
     """FEMg from the newest same-day urine pair with serum values within 2 days of it."""
     window = settings.magnesium_window_days
-    urine_mg = _numeric(in_window(facts.labs, URINE_MAGNESIUM, now, window))
-    urine_cr = _numeric(in_window(facts.labs, URINE_CREATININE, now, window))
-    serum_mg = _numeric(in_window(facts.labs, SERUM_MAGNESIUM, now, window))
-    serum_cr = _numeric(in_window(facts.labs, SERUM_CREATININE, now, settings.renal_window_days))
+    urine_mg = _numeric(in_window(facts.labs, LabConcept.URINE_MAGNESIUM, now, window))
+    urine_cr = _numeric(in_window(facts.labs, LabConcept.URINE_CREATININE, now, window))
+    serum_mg = _numeric(in_window(facts.labs, LabConcept.SERUM_MAGNESIUM, now, window))
+    serum_cr = _numeric(in_window(facts.labs, LabConcept.SERUM_CREATININE, now, settings.renal_window_days))
     for umg in urine_mg:
         ucr = _first(r for r in urine_cr if _same_day(r, umg))
         smg = _first(r for r in serum_mg if _within(r, umg))
@@ -77,7 +69,7 @@ def assess_femg(facts: Facts, now: datetime, settings: ClinicalSettings, serum_c
         percent = _round1(femg_percent(umg.value, scr.value, smg.value, ucr.value))
         evidence = (umg.evidence, ucr.evidence, smg.evidence, scr.evidence)
         return FemgResult(percent, interpret(percent, serum_category), evidence)
-    return FemgResult(None, NOT_APPLICABLE)
+    return FemgResult(None, FemgInterpretation.NOT_APPLICABLE)
 
 
 def _numeric(results: list[LabResult]) -> list[LabResult]:

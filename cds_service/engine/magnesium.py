@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cds_service.engine.facts import IONIZED_MAGNESIUM, SERUM_MAGNESIUM, Evidence, Facts, LabResult
+from cds_service.engine.facts import Evidence, Facts, LabResult
 from cds_service.engine.rounding import round_half_up
 from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import IonizedReference, LabConcept, MagnesiumCategory
 from cds_service.engine.windows import Selection, has_usable_value, select_newest
 
 # Serum/plasma total magnesium category boundaries, mmol/L.
@@ -22,17 +23,7 @@ LOW_BELOW = 0.70  # [PIC20] hypomagnesemia
 LOW_NORMAL_BELOW = 0.85  # [COS16] chronic latent deficiency below 0.85
 NORMAL_MAX = 1.05  # above: hypermagnesemia
 
-SEVERE_LOW = "severe-low"
-LOW = "low"
-LOW_NORMAL = "low-normal"
-NORMAL = "normal"
-HIGH = "high"
-UNKNOWN = "unknown"
-
-REFERENCE_FROM_OBSERVATION = "observation"
-REFERENCE_DEFAULT = "default"
-
-_Categoriser = Callable[[float, str | None, LabResult], str]
+_Categoriser = Callable[[float, str | None, LabResult], MagnesiumCategory]
 
 
 @dataclass(frozen=True)
@@ -41,7 +32,7 @@ class MagnesiumResult:
 
     value_mmol_l: float | None
     comparator: str | None
-    category: str
+    category: MagnesiumCategory
     evidence: Evidence | None = None
     stale: Evidence | None = None
     unusable_reason: str | None = None
@@ -49,7 +40,7 @@ class MagnesiumResult:
     effective: datetime | None = None
     reference_low: float | None = None
     reference_high: float | None = None
-    reference_source: str | None = None
+    reference_source: IonizedReference | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -58,52 +49,54 @@ def round_mmol(value: float) -> float:
     return round_half_up(value, 2)
 
 
-def serum_category(rounded_mmol_l: float) -> str:
+def serum_category(rounded_mmol_l: float) -> MagnesiumCategory:
     """The serum category of a rounded mmol/L value."""
     if rounded_mmol_l < SEVERE_LOW_BELOW:
-        return SEVERE_LOW
+        return MagnesiumCategory.SEVERE_LOW
     if rounded_mmol_l < LOW_BELOW:
-        return LOW
+        return MagnesiumCategory.LOW
     if rounded_mmol_l < LOW_NORMAL_BELOW:
-        return LOW_NORMAL
+        return MagnesiumCategory.LOW_NORMAL
     if rounded_mmol_l <= NORMAL_MAX:
-        return NORMAL
-    return HIGH
+        return MagnesiumCategory.NORMAL
+    return MagnesiumCategory.HIGH
 
 
-def serum_category_bounded(rounded: float, comparator: str | None) -> str:
+def serum_category_bounded(rounded: float, comparator: str | None) -> MagnesiumCategory:
     """The serum category when a comparator bounds the value; unknown when the bound spans categories."""
     if comparator is None:
         return serum_category(rounded)
     if comparator == "<":
-        return SEVERE_LOW if rounded <= SEVERE_LOW_BELOW else UNKNOWN
+        return MagnesiumCategory.SEVERE_LOW if rounded <= SEVERE_LOW_BELOW else MagnesiumCategory.UNKNOWN
     if comparator == "<=":
-        return SEVERE_LOW if rounded < SEVERE_LOW_BELOW else UNKNOWN
+        return MagnesiumCategory.SEVERE_LOW if rounded < SEVERE_LOW_BELOW else MagnesiumCategory.UNKNOWN
     if comparator == ">":
-        return HIGH if rounded >= NORMAL_MAX else UNKNOWN
-    return HIGH if rounded > NORMAL_MAX else UNKNOWN
+        return MagnesiumCategory.HIGH if rounded >= NORMAL_MAX else MagnesiumCategory.UNKNOWN
+    return MagnesiumCategory.HIGH if rounded > NORMAL_MAX else MagnesiumCategory.UNKNOWN
 
 
-def ionized_category(rounded: float, comparator: str | None, low: float, high: float) -> str:
+def ionized_category(rounded: float, comparator: str | None, low: float, high: float) -> MagnesiumCategory:
     """The ionized category against a reference interval; unknown when a comparator spans it."""
     if comparator is None:
-        return LOW if rounded < low else HIGH if rounded > high else NORMAL
+        if rounded < low:
+            return MagnesiumCategory.LOW
+        return MagnesiumCategory.HIGH if rounded > high else MagnesiumCategory.NORMAL
     if comparator in ("<", "<="):
-        return LOW if rounded <= low else UNKNOWN
-    return HIGH if rounded >= high else UNKNOWN
+        return MagnesiumCategory.LOW if rounded <= low else MagnesiumCategory.UNKNOWN
+    return MagnesiumCategory.HIGH if rounded >= high else MagnesiumCategory.UNKNOWN
 
 
 def assess_serum(facts: Facts, now: datetime, settings: ClinicalSettings) -> MagnesiumResult:
     """Serum/plasma total magnesium: newest in window, rounded, categorised."""
-    selection = select_newest(facts.labs, SERUM_MAGNESIUM, now, settings.magnesium_window_days)
+    selection = select_newest(facts.labs, LabConcept.SERUM_MAGNESIUM, now, settings.magnesium_window_days)
     return _interpret(selection, lambda rounded, comparator, _r: serum_category_bounded(rounded, comparator))
 
 
 def assess_ionized(facts: Facts, now: datetime, settings: ClinicalSettings) -> MagnesiumResult:
     """Ionized magnesium, against the Observation's reference range when it gives both limits in mmol/L."""
-    selection = select_newest(facts.labs, IONIZED_MAGNESIUM, now, settings.magnesium_window_days)
+    selection = select_newest(facts.labs, LabConcept.IONIZED_MAGNESIUM, now, settings.magnesium_window_days)
     current = selection.current
-    low, high, source = settings.ionized_low_mmol_l, settings.ionized_high_mmol_l, REFERENCE_DEFAULT
+    low, high, source = settings.ionized_low_mmol_l, settings.ionized_high_mmol_l, IonizedReference.DEFAULT
     if (
         current is not None
         and current.reference_low is not None
@@ -112,7 +105,7 @@ def assess_ionized(facts: Facts, now: datetime, settings: ClinicalSettings) -> M
         and math.isfinite(current.reference_high)
         and 0 <= current.reference_low < current.reference_high
     ):
-        low, high, source = current.reference_low, current.reference_high, REFERENCE_FROM_OBSERVATION
+        low, high, source = current.reference_low, current.reference_high, IonizedReference.OBSERVATION
     result = _interpret(selection, lambda rounded, comparator, _r: ionized_category(rounded, comparator, low, high))
     return MagnesiumResult(
         value_mmol_l=result.value_mmol_l,
@@ -134,12 +127,12 @@ def _interpret(selection: Selection, categorise: _Categoriser) -> MagnesiumResul
     stale = selection.stale.evidence if selection.stale is not None else None
     current = selection.current
     if current is None:
-        return MagnesiumResult(None, None, UNKNOWN, stale=stale, notes=selection.notes)
+        return MagnesiumResult(None, None, MagnesiumCategory.UNKNOWN, stale=stale, notes=selection.notes)
     if not has_usable_value(current) or current.value is None or not math.isfinite(current.value) or current.value < 0:
         return MagnesiumResult(
             None,
             None,
-            UNKNOWN,
+            MagnesiumCategory.UNKNOWN,
             evidence=current.evidence,
             unusable_reason=current.unusable_reason or "no numeric value",
             preliminary=selection.preliminary,
@@ -150,7 +143,7 @@ def _interpret(selection: Selection, categorise: _Categoriser) -> MagnesiumResul
     rounded = round_mmol(current.value)
     category = categorise(rounded, comparator, current)
     notes = selection.notes
-    if category == UNKNOWN:
+    if category == MagnesiumCategory.UNKNOWN:
         notes = (*notes, f"{current.concept} {comparator}{rounded} does not decide the category")
     return MagnesiumResult(
         rounded,

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from cds_service.engine.alcohol import AlcoholResult
 from cds_service.engine.egfr import EgfrResult
-from cds_service.engine.facts import DIURETIC_CLASSES, PROTON_PUMP_INHIBITOR, Evidence, MedicationFact
+from cds_service.engine.facts import Evidence, MedicationFact
 from cds_service.engine.medications import with_class
+from cds_service.engine.vocabulary import DIURETIC_CLASSES, DrugClass, MdsComponentName, MdsGroup
 
 DIURETIC_POINTS = 1  # [FAN21]
 PPI_POINTS = 1  # [FAN21]
@@ -24,17 +25,12 @@ GROUP_LOW_MAX = 1
 GROUP_MODERATE = 2
 GROUP_HIGH_MIN = 3
 
-COMPONENT_DIURETIC = "diuretic"
-COMPONENT_PPI = "proton-pump-inhibitor"
-COMPONENT_EGFR = "egfr"
-COMPONENT_ALCOHOL = "heavy-drinking"
-
 
 @dataclass(frozen=True)
 class MdsComponent:
     """One MDS component: its points as an interval, why, and the evidence."""
 
-    name: str
+    name: MdsComponentName
     points: tuple[int, int]
     basis: str  # "present" | "absent" | "unknown" | an eGFR band, machine-readable
     evidence: tuple[Evidence, ...] = ()
@@ -46,23 +42,23 @@ class MdsResult:
 
     min: int
     max: int
-    group: str
+    group: MdsGroup
     components: tuple[MdsComponent, ...]
 
 
-def mds_group(low: int, high: int) -> str:
+def mds_group(low: int, high: int) -> MdsGroup:
     """low if max <= 1; moderate if min = max = 2; high if min >= 3; otherwise indeterminate."""
     if high <= GROUP_LOW_MAX:
-        return "low"
+        return MdsGroup.LOW
     if low == high == GROUP_MODERATE:
-        return "moderate"
+        return MdsGroup.MODERATE
     if low >= GROUP_HIGH_MIN:
-        return "high"
-    return "indeterminate"
+        return MdsGroup.HIGH
+    return MdsGroup.INDETERMINATE
 
 
 def drug_component(
-    name: str,
+    name: MdsComponentName,
     classes: frozenset[str],
     points: int,
     current: tuple[MedicationFact, ...],
@@ -81,16 +77,16 @@ def egfr_component(egfr: EgfrResult) -> MdsComponent:
     """The eGFR component: [0, 2] when unknown, widened by a comparator."""
     low, high = egfr.points
     basis = "unknown" if egfr.value is None else f"egfr {egfr.comparator or ''}{egfr.value}"
-    return MdsComponent(COMPONENT_EGFR, (low, high), basis, egfr.evidence)
+    return MdsComponent(MdsComponentName.EGFR, (low, high), basis, egfr.evidence)
 
 
 def alcohol_component(alcohol: AlcoholResult) -> MdsComponent:
     """The heavy-drinking component."""
     if alcohol.heavy is True:
-        return MdsComponent(COMPONENT_ALCOHOL, (1, 1), "present", alcohol.evidence)
+        return MdsComponent(MdsComponentName.HEAVY_DRINKING, (1, 1), "present", alcohol.evidence)
     if alcohol.heavy is False:
-        return MdsComponent(COMPONENT_ALCOHOL, (0, 0), "absent", alcohol.evidence)
-    return MdsComponent(COMPONENT_ALCOHOL, (0, HEAVY_DRINKING_POINTS), "unknown", alcohol.evidence)
+        return MdsComponent(MdsComponentName.HEAVY_DRINKING, (0, 0), "absent", alcohol.evidence)
+    return MdsComponent(MdsComponentName.HEAVY_DRINKING, (0, HEAVY_DRINKING_POINTS), "unknown", alcohol.evidence)
 
 
 def compute_mds(
@@ -98,8 +94,14 @@ def compute_mds(
 ) -> MdsResult:
     """The MDS interval from its four components."""
     components = (
-        drug_component(COMPONENT_DIURETIC, DIURETIC_CLASSES, DIURETIC_POINTS, current, medications_known),
-        drug_component(COMPONENT_PPI, frozenset({PROTON_PUMP_INHIBITOR}), PPI_POINTS, current, medications_known),
+        drug_component(MdsComponentName.DIURETIC, DIURETIC_CLASSES, DIURETIC_POINTS, current, medications_known),
+        drug_component(
+            MdsComponentName.PROTON_PUMP_INHIBITOR,
+            frozenset({DrugClass.PROTON_PUMP_INHIBITOR}),
+            PPI_POINTS,
+            current,
+            medications_known,
+        ),
         egfr_component(egfr),
         alcohol_component(alcohol),
     )

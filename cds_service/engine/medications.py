@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from cds_service.engine.facts import MG_SUPPLEMENT_CLASSES, MedicationFact
+from cds_service.engine.facts import MedicationFact
+from cds_service.engine.vocabulary import MG_SALT_CLASSES
 
 CURRENT_STATEMENT_STATUSES = frozenset({"active", "intended"})
 CURRENT_REQUEST_STATUSES = frozenset({"active"})
@@ -40,4 +41,4 @@ def with_class(medications: Iterable[MedicationFact], classes: Iterable[str]) ->
 
 def is_supplement(medication: MedicationFact) -> bool:
     """Whether the medication is a magnesium salt (organic or inorganic)."""
-    return bool(medication.classes & MG_SUPPLEMENT_CLASSES)
+    return bool(medication.classes & MG_SALT_CLASSES)

@@ -35,6 +35,10 @@ class LabConcept(StrEnum):
     AUDITC_TYPICAL_DRINKS = "auditc-typical-drinks"
 
 
+# The two AUDIT-C items: answered with a band (a coded answer), not a quantity.
+AUDITC_ITEMS = frozenset({LabConcept.AUDITC_FREQUENCY, LabConcept.AUDITC_TYPICAL_DRINKS})
+
+
 class ConditionConcept(StrEnum):
     """Condition concepts the rules use."""
 
@@ -95,6 +99,31 @@ class MagnesiumCategory(StrEnum):
     UNKNOWN = "unknown"
 
 
+class IonizedReference(StrEnum):
+    """Where the ionized magnesium reference interval came from (section 2)."""
+
+    OBSERVATION = "observation"  # the Observation's own referenceRange, both bounds in mmol/L
+    DEFAULT = "default"  # the configured interval [GRE96]
+
+
+class FemgInterpretation(StrEnum):
+    """What a fractional excretion of magnesium says (section 5) [TUC20]."""
+
+    RENAL_WASTING = "renal-wasting"
+    EXTRARENAL = "extrarenal"
+    INDETERMINATE = "indeterminate"
+    NOT_APPLICABLE = "not-applicable"
+
+
+class AlcoholMethod(StrEnum):
+    """Which source decided heavy drinking (section 4, in order of preference)."""
+
+    DRINKS_PER_DAY = "74013-4"
+    AUDIT_C = "audit-c"
+    CONDITION = "condition"
+    NONE = "none"
+
+
 class Deficiency(StrEnum):
     """The deficiency assessment (section 6)."""
 
@@ -122,6 +151,15 @@ class MdsGroup(StrEnum):
     INDETERMINATE = "indeterminate"
 
 
+class MdsComponentName(StrEnum):
+    """The MDS components (section 4) [FAN21]."""
+
+    DIURETIC = "diuretic"
+    PROTON_PUMP_INHIBITOR = "proton-pump-inhibitor"
+    EGFR = "egfr"
+    HEAVY_DRINKING = "heavy-drinking"
+
+
 class Indicator(StrEnum):
     """CDS Hooks card indicators, in increasing urgency."""
 
@@ -144,3 +182,11 @@ class RecommendationCode(StrEnum):
     ORDER_DEPLETES_MG = "order-depletes-mg"
     ORDER_SUPPLEMENT_CONTRAINDICATED = "order-supplement-contraindicated"
     ORDER_SPACING = "order-spacing"
+
+
+class Qualifier(StrEnum):
+    """Flags a recommendation carries for its card's wording: what the rule could not rule out."""
+
+    ORDERS_UNKNOWN = "orders-unknown"
+    MEDICATIONS_UNKNOWN = "medications-unknown"
+    EGFR_BELOW_30_NOT_EXCLUDED = "egfr-below-30-not-excluded"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cds_service.engine.facts import LabResult
+from cds_service.engine.vocabulary import LabConcept
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})  # clinical-rules.md section 1
 PRELIMINARY_STATUS = "preliminary"  # clinical-rules.md section 1: used with a note
@@ -44,7 +45,7 @@ def has_usable_value(result: LabResult) -> bool:
     return result.value is not None or result.answer_band is not None
 
 
-def candidates(labs: Iterable[LabResult], concept: str, now: datetime) -> tuple[list[LabResult], list[str]]:
+def candidates(labs: Iterable[LabResult], concept: LabConcept, now: datetime) -> tuple[list[LabResult], list[str]]:
     """Results of a concept with a usable status and a time not after ``now``, newest first, with notes."""
     found: list[LabResult] = []
     notes: list[str] = []
@@ -63,7 +64,7 @@ def candidates(labs: Iterable[LabResult], concept: str, now: datetime) -> tuple[
     return found, notes
 
 
-def select_newest(labs: Iterable[LabResult], concept: str, now: datetime, window_days: int) -> Selection:
+def select_newest(labs: Iterable[LabResult], concept: LabConcept, now: datetime, window_days: int) -> Selection:
     """The newest result of ``concept`` within ``window_days`` before ``now`` (section 1)."""
     found, notes = candidates(labs, concept, now)
     if not found:
@@ -80,7 +81,7 @@ def select_newest(labs: Iterable[LabResult], concept: str, now: datetime, window
     return Selection(newest, None, tuple(notes))
 
 
-def in_window(labs: Iterable[LabResult], concept: str, now: datetime, window_days: int) -> list[LabResult]:
+def in_window(labs: Iterable[LabResult], concept: LabConcept, now: datetime, window_days: int) -> list[LabResult]:
     """All usable-status results of ``concept`` within the window, newest first."""
     found, _ = candidates(labs, concept, now)
     start = now - timedelta(days=window_days)

@@ -13,11 +13,11 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from hypothesis import given, settings
 
 from cds_service.cards import CardBuildError, build_cards, medication_request
-from cds_service.engine import recommendation as r
-from cds_service.engine.assessment import assess
 from cds_service.engine.facts import Facts
+from cds_service.engine.recommend.types import CreateMedicationRequest
 from cds_service.engine.settings import ClinicalSettings
-from tests.unit.engine.builders import NOW, facts, lab, med
+from cds_service.engine.vocabulary import RecommendationCode as Code
+from tests.unit.engine.builders import assess_and_recommend, facts, lab, med
 from tests.unit.engine.strategies import any_facts
 
 SETTINGS = ClinicalSettings()
@@ -87,8 +87,8 @@ def check_card(card: dict[str, Any]) -> None:
 
 
 def _cards(f: Facts, id_factory: Callable[[], str]) -> list[dict[str, Any]]:
-    a = assess(f, NOW, SETTINGS)
-    cards = build_cards(a.recommendations, a, f, source_url=SOURCE_URL, id_factory=id_factory)
+    e = assess_and_recommend(f, SETTINGS)
+    cards = build_cards(e.recommendations, e.assessment, f, source_url=SOURCE_URL, id_factory=id_factory)
     for card in cards:
         check_card(card)
     return cards
@@ -99,37 +99,37 @@ LOOP = med("furosemide", "loop-diuretic")
 
 # One scenario per recommendation code (inputs as in engine/test_recommend.py and test_order_rules.py).
 SCENARIOS: dict[str, tuple[Facts, str]] = {
-    r.URGENT_EVALUATION: (facts(labs=(lab("serum-magnesium", 0.45),)), "0.45"),
-    r.TEST_SERUM_MG: (
+    Code.URGENT_EVALUATION: (facts(labs=(lab("serum-magnesium", 0.45),)), "0.45"),
+    Code.TEST_SERUM_MG: (
         facts(labs=(lab("egfr", 95), lab("alcohol-drinks-per-day", 0)), meds=(PPI, LOOP)),
         "MDS 2/5",
     ),
-    r.TEST_IONIZED_MG: (facts(labs=(lab("serum-magnesium", 0.75), lab("egfr", 95))), "0.75"),
-    r.CHECK_RENAL_FUNCTION: (facts(labs=(lab("serum-magnesium", 0.6),)), "likely"),
-    r.SUPPLEMENT_RENAL_CAUTION: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 25))), "eGFR 25"),
-    r.SUPPLEMENT_ORGANIC: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45))), "300 mg/day"),
-    r.SWITCH_TO_ORGANIC: (
+    Code.TEST_IONIZED_MG: (facts(labs=(lab("serum-magnesium", 0.75), lab("egfr", 95))), "0.75"),
+    Code.CHECK_RENAL_FUNCTION: (facts(labs=(lab("serum-magnesium", 0.6),)), "likely"),
+    Code.SUPPLEMENT_RENAL_CAUTION: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 25))), "eGFR 25"),
+    Code.SUPPLEMENT_ORGANIC: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45))), "300 mg/day"),
+    Code.SWITCH_TO_ORGANIC: (
         facts(
             labs=(lab("serum-magnesium", 0.6), lab("egfr", 45)),
             meds=(med("magnesium oxide", "mg-salt-inorganic"),),
         ),
         "Magnesium oxide",
     ),
-    r.STOP_SUPPLEMENT: (
+    Code.STOP_SUPPLEMENT: (
         facts(
             labs=(lab("serum-magnesium", 1.2), lab("egfr", 95)),
             meds=(med("magnesium citrate", "mg-salt-organic"),),
         ),
         "1.20",
     ),
-    r.ORDER_DEPLETES_MG: (
+    Code.ORDER_DEPLETES_MG: (
         facts(
             hook="order-select",
             meds=(med("omeprazole", "proton-pump-inhibitor", draft=True, concerned=True),),
         ),
         "Omeprazole",
     ),
-    r.ORDER_SUPPLEMENT_CONTRAINDICATED: (
+    Code.ORDER_SUPPLEMENT_CONTRAINDICATED: (
         facts(
             hook="order-sign",
             labs=(lab("egfr", 25),),
@@ -137,7 +137,7 @@ SCENARIOS: dict[str, tuple[Facts, str]] = {
         ),
         "Magnesium citrate",
     ),
-    r.ORDER_SPACING: (
+    Code.ORDER_SPACING: (
         facts(
             hook="order-select",
             labs=(lab("egfr", 95),),
@@ -160,13 +160,13 @@ def test_every_recommendation_gives_a_valid_card_with_its_key_figure(code: str, 
 
 
 def test_uuids_are_unique(id_factory: Callable[[], str]) -> None:
-    cards = _cards(SCENARIOS[r.SUPPLEMENT_ORGANIC][0], id_factory)
+    cards = _cards(SCENARIOS[Code.SUPPLEMENT_ORGANIC][0], id_factory)
     ids = [cards[0]["uuid"]] + [s["uuid"] for s in cards[0]["suggestions"]]
     assert len(ids) == len(set(ids)) == 4
 
 
 def test_service_request_suggestion_content(id_factory: Callable[[], str]) -> None:
-    (card,) = _cards(SCENARIOS[r.TEST_SERUM_MG][0], id_factory)
+    (card,) = _cards(SCENARIOS[Code.TEST_SERUM_MG][0], id_factory)
     resource = card["suggestions"][0]["actions"][0]["resource"]
     assert resource["code"]["coding"][0] == {
         "system": "http://loinc.org",
@@ -177,7 +177,7 @@ def test_service_request_suggestion_content(id_factory: Callable[[], str]) -> No
 
 
 def test_medication_request_divides_the_daily_dose() -> None:
-    resource = medication_request(r.CreateMedicationRequest("magnesium citrate", 300), "p1", None)
+    resource = medication_request(CreateMedicationRequest("magnesium citrate", 300), "p1", None)
     dosage = resource["dosageInstruction"][0]
     assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 150
     assert dosage["timing"]["repeat"] == {"frequency": 2, "period": 1, "periodUnit": "d"}
@@ -196,7 +196,7 @@ def test_switch_is_one_suggestion_with_delete_and_create(id_factory: Callable[[]
 
 
 def test_contraindicated_card_deletes_the_draft(id_factory: Callable[[], str]) -> None:
-    (card,) = _cards(SCENARIOS[r.ORDER_SUPPLEMENT_CONTRAINDICATED][0], id_factory)
+    (card,) = _cards(SCENARIOS[Code.ORDER_SUPPLEMENT_CONTRAINDICATED][0], id_factory)
     assert card["suggestions"][0]["actions"] == [
         {"type": "delete", "description": "Remove the draft order", "resourceId": "MedicationRequest/mc1"}
     ]
@@ -218,7 +218,7 @@ def test_detail_shows_evidence_unknowns_and_sources(id_factory: Callable[[], str
 
 
 def test_spacing_advice_in_detail(id_factory: Callable[[], str]) -> None:
-    (card,) = _cards(SCENARIOS[r.ORDER_SPACING][0], id_factory)
+    (card,) = _cards(SCENARIOS[Code.ORDER_SPACING][0], id_factory)
     assert "2-3 hours apart" in card["detail"]
 
 
@@ -238,25 +238,27 @@ def test_markdown_and_html_injection_in_drug_display_is_escaped(id_factory: Call
 
 
 def test_without_patient_id_no_create_suggestions(id_factory: Callable[[], str]) -> None:
-    f = Facts(**{**SCENARIOS[r.TEST_SERUM_MG][0].__dict__, "patient_id": None})
-    a = assess(f, NOW, SETTINGS)
-    (card,) = build_cards(a.recommendations, a, f, source_url=SOURCE_URL, id_factory=id_factory)
+    f = Facts(**{**SCENARIOS[Code.TEST_SERUM_MG][0].__dict__, "patient_id": None})
+    e = assess_and_recommend(f, SETTINGS)
+    (card,) = build_cards(e.recommendations, e.assessment, f, source_url=SOURCE_URL, id_factory=id_factory)
     assert "suggestions" not in card
     assert "selectionBehavior" not in card
 
 
 def test_invalid_suggestion_resource_is_our_bug() -> None:
     with pytest.raises(CardBuildError):
-        medication_request(r.CreateMedicationRequest("magnesium citrate", 300, doses_per_day=-2), "p1", None)
+        medication_request(CreateMedicationRequest("magnesium citrate", 300, doses_per_day=-2), "p1", None)
 
 
 @settings(max_examples=150, deadline=None)
 @given(any_facts())
 def test_cards_for_any_facts_are_valid(f: Facts) -> None:
     counter = itertools.count(1)
-    a = assess(f, NOW, SETTINGS)
-    cards = build_cards(a.recommendations, a, f, source_url=SOURCE_URL, id_factory=lambda: f"id-{next(counter)}")
-    assert len(cards) == len(a.recommendations)
+    e = assess_and_recommend(f, SETTINGS)
+    cards = build_cards(
+        e.recommendations, e.assessment, f, source_url=SOURCE_URL, id_factory=lambda: f"id-{next(counter)}"
+    )
+    assert len(cards) == len(e.recommendations)
     for card in cards:
         check_card(card)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
-from cds_service.cards import CardBuildError, _validate
+from cds_service.cards.suggestions import CardBuildError, _validate
 
 
 def _draft(status: str | None, patient: str = "Patient/p1") -> dict[str, Any]:

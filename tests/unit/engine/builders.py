@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from cds_service.engine.assessment import Assessment, assess
 from cds_service.engine.facts import (
     ConditionFact,
     Evidence,
@@ -14,6 +16,9 @@ from cds_service.engine.facts import (
     OrderFact,
     PatientFacts,
 )
+from cds_service.engine.recommend import recommend
+from cds_service.engine.recommend.types import Recommendation
+from cds_service.engine.settings import ClinicalSettings
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -120,3 +125,23 @@ def facts(
         patient_id="p1",
         encounter_id="e1",
     )
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """An assessment and the recommendations computed from it, as the hook pipeline computes them."""
+
+    assessment: Assessment
+    recommendations: tuple[Recommendation, ...]
+
+    @property
+    def recommendation_codes(self) -> tuple[str, ...]:
+        """The codes of the recommendations, in card order."""
+        return tuple(r.code for r in self.recommendations)
+
+
+def assess_and_recommend(f: Facts, settings: ClinicalSettings | None = None) -> Evaluated:
+    """assess() then recommend() at NOW, the two steps of the pipeline."""
+    settings = settings or ClinicalSettings()
+    assessment = assess(f, NOW, settings)
+    return Evaluated(assessment, recommend(assessment, f, settings))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cds_service.engine import recommendation as r
-from cds_service.engine.assessment import Assessment, assess
 from cds_service.engine.facts import Facts, MedicationFact
+from cds_service.engine.recommend.types import CreateMedicationRequest, CreateServiceRequest, DeleteDraft
 from cds_service.engine.settings import ClinicalSettings
-from tests.unit.engine.builders import NOW, facts, lab, med
+from cds_service.engine.vocabulary import Indicator
+from cds_service.engine.vocabulary import RecommendationCode as Code
+from tests.unit.engine.builders import Evaluated, assess_and_recommend, facts, lab, med
 
 SETTINGS = ClinicalSettings()
 
@@ -17,76 +18,76 @@ def _draft(name: str, *classes: str, concerned: bool = True, rid: str | None = N
     return med(name, *classes, draft=True, concerned=concerned, rid=rid)
 
 
-def _run(f: Facts) -> Assessment:
-    return assess(f, NOW, SETTINGS)
+def _run(f: Facts) -> Evaluated:
+    return assess_and_recommend(f, SETTINGS)
 
 
 def test_draft_omeprazole_without_magnesium_result() -> None:
     draft = _draft("omeprazole", "proton-pump-inhibitor")
     a = _run(facts(hook="order-select", meds=(draft,), labs=(lab("egfr", 95),)))
-    assert a.recommendation_codes == (r.ORDER_DEPLETES_MG,)
+    assert a.recommendation_codes == (Code.ORDER_DEPLETES_MG,)
     rec = a.recommendations[0]
-    assert (rec.indicator, rec.concerned_draft) == (r.INFO, draft)
-    assert rec.suggestions[0].actions == (r.CreateServiceRequest("19123-9", "serum-magnesium"),)
+    assert (rec.indicator, rec.concerned_draft) == (Indicator.INFO, draft)
+    assert rec.suggestions[0].actions == (CreateServiceRequest("19123-9", "serum-magnesium"),)
 
 
 def test_draft_furosemide_with_serum_0_62_is_warning_without_test_suggestion() -> None:
     draft = _draft("furosemide", "loop-diuretic")
     a = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("serum-magnesium", 0.62), lab("egfr", 95))))
-    assert a.recommendation_codes == (r.ORDER_DEPLETES_MG,)
-    assert a.recommendations[0].indicator == r.WARNING
+    assert a.recommendation_codes == (Code.ORDER_DEPLETES_MG,)
+    assert a.recommendations[0].indicator == Indicator.WARNING
     assert a.recommendations[0].suggestions == ()
 
 
 def test_draft_other_wasting_drug_depletes() -> None:
     a = _run(facts(hook="order-sign", meds=(_draft("cisplatin", "mg-wasting-other"),)))
-    assert a.recommendation_codes == (r.ORDER_DEPLETES_MG,)
+    assert a.recommendation_codes == (Code.ORDER_DEPLETES_MG,)
 
 
 def test_draft_counts_in_mds() -> None:
     draft = _draft("omeprazole", "proton-pump-inhibitor")
     a = _run(facts(hook="order-sign", meds=(draft, med("furosemide", "loop-diuretic")), labs=(lab("egfr", 95),)))
-    assert a.mds.components[0].points == (1, 1)
-    assert a.mds.components[1].points == (1, 1)
+    assert a.assessment.mds.components[0].points == (1, 1)
+    assert a.assessment.mds.components[1].points == (1, 1)
 
 
 def test_draft_magnesium_oxide_switch_is_one_suggestion_with_delete_and_create() -> None:
     draft = _draft("magnesium oxide", "mg-salt-inorganic", rid="mo1")
     a = _run(facts(hook="order-select", meds=(draft,), labs=(lab("egfr", 95),)))
-    assert a.recommendation_codes == (r.SWITCH_TO_ORGANIC,)
+    assert a.recommendation_codes == (Code.SWITCH_TO_ORGANIC,)
     (suggestion,) = a.recommendations[0].suggestions
     assert suggestion.actions == (
-        r.DeleteDraft("MedicationRequest", "mo1"),
-        r.CreateMedicationRequest("magnesium citrate", 300),
+        DeleteDraft("MedicationRequest", "mo1"),
+        CreateMedicationRequest("magnesium citrate", 300),
     )
 
 
 def test_draft_citrate_with_egfr_25_is_contraindicated_with_delete() -> None:
     draft = _draft("magnesium citrate", "mg-salt-organic", rid="mc1")
     a = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 25),)))
-    assert a.recommendation_codes == (r.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    assert a.recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
     rec = a.recommendations[0]
-    assert rec.indicator == r.WARNING
-    assert rec.suggestions[0].actions == (r.DeleteDraft("MedicationRequest", "mc1"),)
+    assert rec.indicator == Indicator.WARNING
+    assert rec.suggestions[0].actions == (DeleteDraft("MedicationRequest", "mc1"),)
 
 
 def test_draft_supplement_with_high_serum_is_contraindicated() -> None:
     draft = _draft("magnesium citrate", "mg-salt-organic")
     a = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 95), lab("serum-magnesium", 1.2))))
-    assert a.recommendation_codes == (r.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    assert a.recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
 
 
 def test_contraindicated_inorganic_salt_is_not_switched() -> None:
     draft = _draft("magnesium oxide", "mg-salt-inorganic")
     a = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 25),)))
-    assert a.recommendation_codes == (r.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    assert a.recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
 
 
 def test_draft_citrate_while_doxycycline_active_needs_spacing() -> None:
     draft = _draft("magnesium citrate", "mg-salt-organic")
     doxy = med("doxycycline", "interacts-tetracycline")
     a = _run(facts(hook="order-select", meds=(draft, doxy), labs=(lab("egfr", 95),)))
-    assert a.recommendation_codes == (r.ORDER_SPACING,)
+    assert a.recommendation_codes == (Code.ORDER_SPACING,)
     assert [(s.interaction_class, s.drug) for s in a.recommendations[0].spacing] == [("interacts-tetracycline", doxy)]
 
 
@@ -94,7 +95,7 @@ def test_draft_doxycycline_while_citrate_active_needs_spacing() -> None:
     draft = _draft("doxycycline", "interacts-tetracycline")
     citrate = med("magnesium citrate", "mg-salt-organic")
     a = _run(facts(hook="order-select", meds=(draft, citrate), labs=(lab("egfr", 95),)))
-    assert a.recommendation_codes == (r.ORDER_SPACING,)
+    assert a.recommendation_codes == (Code.ORDER_SPACING,)
     assert a.recommendations[0].concerned_draft == draft
 
 
@@ -102,7 +103,7 @@ def test_spacing_with_other_draft_and_without_partner() -> None:
     citrate = _draft("magnesium citrate", "mg-salt-organic", concerned=False)
     cipro = _draft("ciprofloxacin", "interacts-fluoroquinolone")
     a = _run(facts(hook="order-select", meds=(citrate, cipro), labs=(lab("egfr", 95),)))
-    assert a.recommendation_codes == (r.ORDER_SPACING,)
+    assert a.recommendation_codes == (Code.ORDER_SPACING,)
     alone = _run(facts(hook="order-select", meds=(cipro,), labs=(lab("egfr", 95),)))
     assert alone.recommendation_codes == ()
 
@@ -113,7 +114,7 @@ def test_order_select_concerning_only_a_diet_order_is_silent_order_sign_is_not()
     assert select.recommendation_codes == ()
     ppi_signed = _draft("omeprazole", "proton-pump-inhibitor", concerned=True)
     sign = _run(facts(hook="order-sign", meds=(ppi_signed,), labs=(lab("egfr", 95),)))
-    assert sign.recommendation_codes == (r.ORDER_DEPLETES_MG,)
+    assert sign.recommendation_codes == (Code.ORDER_DEPLETES_MG,)
 
 
 def test_order_hooks_do_not_repeat_patient_view_testing_cards() -> None:
@@ -133,8 +134,8 @@ def test_draft_magnesium_of_unstated_salt_is_a_supplement_for_contraindication_a
     # Its salt is not named, so it is not "an inorganic magnesium salt": no switch-to-organic.
     draft = _draft("magnesium (salt not stated)", "mg-salt-unspecified", rid="mg1")
     a = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 25),)))
-    assert a.recommendation_codes == (r.ORDER_SUPPLEMENT_CONTRAINDICATED,)
-    assert a.recommendations[0].suggestions[0].actions == (r.DeleteDraft("MedicationRequest", "mg1"),)
+    assert a.recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    assert a.recommendations[0].suggestions[0].actions == (DeleteDraft("MedicationRequest", "mg1"),)
     fine = _run(facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 95), lab("serum-magnesium", 0.8))))
     assert fine.recommendation_codes == ()
 
@@ -147,13 +148,13 @@ def test_parenteral_magnesium_draft_is_not_switched_and_needs_no_spacing() -> No
     assert a.recommendation_codes == ()
     oral = _draft("magnesium sulfate", "mg-salt-inorganic", rid="ms2")
     b = _run(facts(hook="order-sign", meds=(oral, doxy), labs=(lab("egfr", 95),)))
-    assert set(b.recommendation_codes) == {r.SWITCH_TO_ORGANIC, r.ORDER_SPACING}
+    assert set(b.recommendation_codes) == {Code.SWITCH_TO_ORGANIC, Code.ORDER_SPACING}
 
 
 def test_parenteral_magnesium_draft_is_still_contraindicated_when_serum_is_high() -> None:
     iv_sulfate = replace(_draft("magnesium sulfate", "mg-salt-inorganic", rid="ms3"), parenteral=True)
     a = _run(facts(hook="order-sign", meds=(iv_sulfate,), labs=(lab("egfr", 95), lab("serum-magnesium", 1.2))))
-    assert a.recommendation_codes == (r.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    assert a.recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
 
 
 def test_oral_supplement_beside_a_parenteral_one_gets_no_spacing_from_it() -> None:

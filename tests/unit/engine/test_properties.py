@@ -27,7 +27,7 @@ _ids = itertools.count(1)
 def test_engine_never_raises_and_min_le_max(f: Facts) -> None:
     a = assess(f, NOW, SETTINGS)
     assert 0 <= a.mds.min <= a.mds.max <= 5
-    json.dumps(assessment_to_dict(a), allow_nan=False)  # JSON-safe: no NaN or infinity leaks out
+    json.dumps(assessment_to_dict(a, ()), allow_nan=False)  # JSON-safe: no NaN or infinity leaks out
 
 
 # Rank of "how strongly deficiency is indicated"; excess is the opposite of deficiency, ranked lowest.

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from cds_service.fhir.extract import _codeable, _quantity
+from cds_service.fhir.extract.datatypes import read_codeable_concept as _codeable
+from cds_service.fhir.extract.datatypes import read_quantity as _quantity
 
 # Strings that hit the edges of the FHIR primitive patterns: empty, outer and inner whitespace, control characters.
 _EDGE_STRINGS = ["", " ", "a", " a", "a ", "a  b", "a b", "a\tb", "a\nb", "\u00a0x", "x\x00", "mg/dL", "mmol/L", "µg"]

@@ -1,4 +1,4 @@
-"""Order entry: order-select and order-sign (clinical-rules.md section 8).
+"""Order entry recommendations: order-select and order-sign (clinical-rules.md section 8).
 
 Drafts in ``context.draftOrders`` count as current medications; the concerned drafts (the selections at
 order-select, every draft at order-sign) are the ones cards speak about, and each card names its draft. The
@@ -7,27 +7,27 @@ order hooks emit only section-8 codes: patient-view's testing cards are not repe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from cds_service.engine import recommendation as r
-from cds_service.engine.facts import (
+from cds_service.engine.assessment import Assessment
+from cds_service.engine.facts import Facts, MedicationFact
+from cds_service.engine.medications import is_supplement
+from cds_service.engine.pending_tests import has_open_order
+from cds_service.engine.recommend.figures import common_figures, mg_evidence
+from cds_service.engine.recommend.suggestions import delete_draft, order_serum_magnesium, replace_draft_with_citrate
+from cds_service.engine.recommend.types import Recommendation, SpacingAdvice, SuggestionSpec
+from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import (
     DIURETIC_CLASSES,
     INTERACTING_CLASSES,
-    MG_SALT_INORGANIC,
-    MG_WASTING_OTHER,
-    PROTON_PUMP_INHIBITOR,
-    SERUM_MAGNESIUM,
-    Facts,
-    MedicationFact,
+    DrugClass,
+    Indicator,
+    LabConcept,
+    MagnesiumCategory,
+    Qualifier,
+    RecommendationCode,
 )
-from cds_service.engine.magnesium import HIGH, LOW, SEVERE_LOW, UNKNOWN
-from cds_service.engine.medications import is_supplement
-from cds_service.engine.settings import ClinicalSettings
 
-if TYPE_CHECKING:
-    from cds_service.engine.assessment import Assessment
-
-DEPLETING_CLASSES = DIURETIC_CLASSES | {PROTON_PUMP_INHIBITOR, MG_WASTING_OTHER}
+# Drugs whose draft gets `order-depletes-mg` (section 8).
+DEPLETING_CLASSES = DIURETIC_CLASSES | {DrugClass.PROTON_PUMP_INHIBITOR, DrugClass.MG_WASTING_OTHER}
 
 
 def concerned_drafts(facts: Facts) -> tuple[MedicationFact, ...]:
@@ -42,9 +42,9 @@ def draft_name(draft: MedicationFact) -> str:
 
 def order_recommendations(
     assessment: Assessment, facts: Facts, settings: ClinicalSettings
-) -> tuple[r.Recommendation, ...]:
+) -> tuple[Recommendation, ...]:
     """Section 8 rules for every concerned draft, in draft order."""
-    out: list[r.Recommendation] = []
+    out: list[Recommendation] = []
     for draft in concerned_drafts(facts):
         out.extend(_for_draft(draft, assessment, facts, settings))
     return tuple(out)
@@ -52,28 +52,24 @@ def order_recommendations(
 
 def _for_draft(
     draft: MedicationFact, assessment: Assessment, facts: Facts, settings: ClinicalSettings
-) -> list[r.Recommendation]:
+) -> list[Recommendation]:
     a = assessment
-    figures = (*r.common_figures(a), ("drug", draft_name(draft)))
+    figures = (*common_figures(a), ("drug", draft_name(draft)))
     serum = a.serum_mg.category
-    out: list[r.Recommendation] = []
+    out: list[Recommendation] = []
 
     if draft.classes & DEPLETING_CLASSES:
-        suggestions: tuple[r.SuggestionSpec, ...] = ()
-        if serum == UNKNOWN and not r.has_open_order(facts, SERUM_MAGNESIUM):
-            suggestions = (
-                r.SuggestionSpec(
-                    "order-serum-mg", (r.CreateServiceRequest(settings.serum_mg_test_loinc, SERUM_MAGNESIUM),)
-                ),
-            )
+        offered: tuple[SuggestionSpec, ...] = ()
+        if serum == MagnesiumCategory.UNKNOWN and not has_open_order(facts, LabConcept.SERUM_MAGNESIUM):
+            offered = (order_serum_magnesium(settings),)
         out.append(
-            r.Recommendation(
-                r.ORDER_DEPLETES_MG,
-                r.WARNING if serum in (LOW, SEVERE_LOW) else r.INFO,
+            Recommendation(
+                RecommendationCode.ORDER_DEPLETES_MG,
+                Indicator.WARNING if serum in (MagnesiumCategory.LOW, MagnesiumCategory.SEVERE_LOW) else Indicator.INFO,
                 figures,
                 concerned_draft=draft,
-                suggestions=suggestions,
-                evidence=(draft.evidence, *r.mg_evidence(a)),
+                suggestions=offered,
+                evidence=(draft.evidence, *mg_evidence(a)),
             )
         )
 
@@ -82,60 +78,52 @@ def _for_draft(
         below_30 = a.egfr.below_30
         # Safest reading: an eGFR whose comparator leaves < 30 open (e.g. "<60") counts as possibly below 30.
         renal = a.egfr.value is not None and below_30 is not False
-        if renal or serum == HIGH:
+        if renal or serum == MagnesiumCategory.HIGH:
             contraindicated = True
-            qualifiers = ("egfr-below-30-not-excluded",) if renal and below_30 is None else ()
-            delete = r.DeleteDraft(draft.resource_type, draft.resource_id)
+            qualifiers = (Qualifier.EGFR_BELOW_30_NOT_EXCLUDED,) if renal and below_30 is None else ()
             out.append(
-                r.Recommendation(
-                    r.ORDER_SUPPLEMENT_CONTRAINDICATED,
-                    r.WARNING,
+                Recommendation(
+                    RecommendationCode.ORDER_SUPPLEMENT_CONTRAINDICATED,
+                    Indicator.WARNING,
                     figures,
                     concerned_draft=draft,
-                    suggestions=(r.SuggestionSpec("delete-draft", (delete,)),),
-                    evidence=(draft.evidence, *a.egfr.evidence, *r.mg_evidence(a)),
+                    suggestions=(delete_draft(draft),),
+                    evidence=(draft.evidence, *a.egfr.evidence, *mg_evidence(a)),
                     qualifiers=qualifiers,
                 )
             )
 
     # A contraindicated salt is not switched: the switch would create another magnesium order. Nor is a parenteral
-    # one: the bioavailability argument for citrate is about oral absorption (safest reading, see recommend.py).
-    if MG_SALT_INORGANIC in draft.classes and not contraindicated and not draft.parenteral:
-        switch = r.SuggestionSpec(
-            "switch-to-magnesium-citrate",
-            (
-                r.DeleteDraft(draft.resource_type, draft.resource_id),
-                r.CreateMedicationRequest(r.SWITCH_TARGET_SALT, settings.supplement_elemental_mg_per_day),
-            ),
-        )
+    # one: the bioavailability argument for citrate is about oral absorption (safest reading, see patient_view.py).
+    if DrugClass.MG_SALT_INORGANIC in draft.classes and not contraindicated and not draft.parenteral:
         out.append(
-            r.Recommendation(
-                r.SWITCH_TO_ORGANIC,
-                r.INFO,
+            Recommendation(
+                RecommendationCode.SWITCH_TO_ORGANIC,
+                Indicator.INFO,
                 figures,
                 concerned_draft=draft,
-                suggestions=(switch,),
+                suggestions=(replace_draft_with_citrate(draft, settings),),
                 evidence=(draft.evidence,),
             )
         )
 
     others = tuple(m for m in a.current_medications if m is not draft)
-    spacing: list[r.SpacingAdvice] = []
+    spacing: list[SpacingAdvice] = []
     # Spacing is about chelation in the gut: it concerns oral magnesium only.
     if is_supplement(draft):
         if not draft.parenteral:
-            spacing = [r.SpacingAdvice(c, m) for m in others for c in INTERACTING_CLASSES if c in m.classes]
+            spacing = [SpacingAdvice(c, m) for m in others for c in INTERACTING_CLASSES if c in m.classes]
     else:
         supplements = [m for m in others if is_supplement(m) and not m.parenteral]
         if supplements:
-            spacing = [r.SpacingAdvice(c, draft) for c in INTERACTING_CLASSES if c in draft.classes]
+            spacing = [SpacingAdvice(c, draft) for c in INTERACTING_CLASSES if c in draft.classes]
             figures = (*figures, ("supplement", draft_name(supplements[0])))
     if spacing:
         partners = tuple(s.drug.evidence for s in spacing if s.drug is not draft)
         out.append(
-            r.Recommendation(
-                r.ORDER_SPACING,
-                r.INFO,
+            Recommendation(
+                RecommendationCode.ORDER_SPACING,
+                Indicator.INFO,
                 figures,
                 concerned_draft=draft,
                 spacing=tuple(spacing),

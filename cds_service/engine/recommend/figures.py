@@ -1,0 +1,29 @@
+"""What every recommendation may show and cite: the key figures of its summary and the magnesium evidence."""
+
+from __future__ import annotations
+
+from cds_service.engine.assessment import Assessment
+from cds_service.engine.facts import Evidence
+
+
+def mds_figure(assessment: Assessment) -> str:
+    """The MDS as shown in a summary: "3/5" or "2-4/5"."""
+    mds = assessment.mds
+    return f"{mds.min}/5" if mds.min == mds.max else f"{mds.min}-{mds.max}/5"
+
+
+def common_figures(assessment: Assessment) -> tuple[tuple[str, str], ...]:
+    """Key figures every card may show."""
+    figures = [("mds", mds_figure(assessment)), ("deficiency", str(assessment.deficiency))]
+    serum = assessment.serum_mg
+    if serum.value_mmol_l is not None:
+        figures.append(("serum_mg", f"{serum.comparator or ''}{serum.value_mmol_l:.2f}"))
+    figures.append(("serum_category", str(serum.category)))
+    if assessment.egfr.value is not None:
+        figures.append(("egfr", f"{assessment.egfr.comparator or ''}{assessment.egfr.value}"))
+    return tuple(figures)
+
+
+def mg_evidence(assessment: Assessment) -> tuple[Evidence, ...]:
+    """The magnesium results behind a conclusion."""
+    return tuple(e for e in (assessment.serum_mg.evidence, assessment.ionized_mg.evidence) if e is not None)

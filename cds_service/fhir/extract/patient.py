@@ -1,0 +1,37 @@
+"""Whose data this is: the patient in context, and the resources that name another patient (set aside, counted)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from cds_service.engine.facts import PatientFacts
+from cds_service.fhir.extract.datatypes import parse_fhir_date
+from cds_service.fhir.references import belongs_to_patient
+
+
+class PatientScope:
+    """The references that name the patient in context, and how many resources named someone else."""
+
+    def __init__(self, patient_id: str, aliases: Iterable[str] = ()) -> None:
+        self.aliases = {f"Patient/{patient_id}", *aliases}
+        self.foreign = 0
+
+    def mine(self, resources: Iterable[dict[str, Any]], resource_type: str) -> Iterator[dict[str, Any]]:
+        """The resources of ``resource_type`` that belong to this patient (the others are counted, not used)."""
+        for resource in resources:
+            if resource.get("resourceType") != resource_type:
+                continue
+            if not belongs_to_patient(resource, self.aliases):
+                self.foreign += 1
+                continue
+            yield resource
+
+
+def patient_facts(patient: Mapping[str, Any]) -> PatientFacts:
+    """Birth date and administrative gender, as the eGFR equation needs them."""
+    gender = patient.get("gender")
+    return PatientFacts(
+        birth_date=parse_fhir_date(patient.get("birthDate")),
+        gender=gender if isinstance(gender, str) else None,
+    )
