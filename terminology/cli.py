@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from cds_service.engine.vocabulary import DrugClass
 from cds_service.errors import TerminologyError
 from terminology.valuesets import (
     ATC,
     AUDITC_CONCEPTS,
     CONDITION_CONCEPTS,
     DIURETIC_CLASSES,
-    DRUG_CLASSES,
     LAB_CONCEPTS,
     RXNORM,
     Indexes,
@@ -34,6 +34,10 @@ TEXT_ONLY_CLASSES = frozenset({"mg-salt-unspecified"})
 
 MG_SALT_CLASSES = frozenset({"mg-salt-organic", "mg-salt-inorganic", "mg-salt-unspecified"})
 
+# The clinical vocabulary is the one definition of the drug classes: a value set for a class it does not name (or a
+# class without a value set) is a problem.
+ALL_DRUG_CLASSES = frozenset(str(drug_class) for drug_class in DrugClass)
+
 # Pairs of classes no single ingredient or product may fall into at once (a PPI listed as a diuretic, a salt
 # counted as both organic and inorganic). Combination products across diuretic classes are legitimate.
 FORBIDDEN_OVERLAPS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
@@ -42,7 +46,7 @@ FORBIDDEN_OVERLAPS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
     (frozenset({"mg-salt-organic", "mg-salt-inorganic"}), frozenset({"mg-salt-unspecified"})),
     (
         MG_SALT_CLASSES,
-        frozenset(DRUG_CLASSES) - MG_SALT_CLASSES,
+        ALL_DRUG_CLASSES - MG_SALT_CLASSES,
     ),
 )
 
@@ -186,7 +190,7 @@ def run_check(out: TextIO, directory: Path | None = None) -> int:
     for vs in sorted(indexes.valuesets, key=lambda v: v.id):
         counts = ", ".join(f"{label.rsplit('/', 1)[-1]} {n}" for label, n in sorted(vs.counts.items()))
         print(f"{vs.id:40} {vs.version:10} {vs.concept:30} {counts}", file=out)
-    expected = set(DRUG_CLASSES) | set(LAB_CONCEPTS) | set(AUDITC_CONCEPTS) | set(CONDITION_CONCEPTS)
+    expected = set(ALL_DRUG_CLASSES) | set(LAB_CONCEPTS) | set(AUDITC_CONCEPTS) | set(CONDITION_CONCEPTS)
     present = {vs.concept for vs in indexes.valuesets}
     problems = list(indexes.problems) + forbidden_overlaps(indexes)
     problems += [f"no value set for concept '{c}'" for c in sorted(expected - present)]

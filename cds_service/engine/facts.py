@@ -35,7 +35,7 @@ INTERACTS_TETRACYCLINE = "interacts-tetracycline"
 INTERACTS_FLUOROQUINOLONE = "interacts-fluoroquinolone"
 INTERACTS_BISPHOSPHONATE = "interacts-bisphosphonate"
 INTERACTS_LEVOTHYROXINE = "interacts-levothyroxine"
-INTERACTS_DOLUTEGRAVIR = "interacts-dolutegravir"
+INTERACTS_DOLUTEGRAVIR = "interacts-integrase-inhibitor"  # the class of dolutegravir and bictegravir
 INTERACTS_GABAPENTIN = "interacts-gabapentin"
 
 DIURETIC_CLASSES = frozenset(

@@ -65,8 +65,10 @@ EXPECTED_MEMBERS: dict[str, set[str]] = {
     "interacts-fluoroquinolone": {"ciprofloxacin", "levofloxacin", "moxifloxacin"},
     "interacts-bisphosphonate": {"alendronate", "risedronate", "ibandronate"},
     "interacts-levothyroxine": {"levothyroxine"},
-    "interacts-dolutegravir": {"dolutegravir"},
+    # clinical-rules.md version 2, section 7.3: bictegravir is spaced like dolutegravir; eltrombopag has its own row.
+    "interacts-integrase-inhibitor": {"dolutegravir", "bictegravir"},
     "interacts-gabapentin": {"gabapentin"},
+    "interacts-eltrombopag": {"eltrombopag"},
 }
 ALL_INGREDIENTS = sorted((name, cls) for cls, names in EXPECTED_MEMBERS.items() for name in names)
 
@@ -106,6 +108,7 @@ INGREDIENT_CODES = [
     ("3008", "cyclosporine", "CPIC drug.sql"),
     ("6826", "methazolamide", "CPIC drug.sql"),
     ("1433868", "dolutegravir", "CPIC drug.sql"),
+    ("711942", "eltrombopag", "CPIC drug.sql + RxNorm extract E.json (IN record)"),
     # OHDSI LEGEND concept sets '[LEGEND] Diuretics' / thiazides in ohdsi-studies/Covid19Icarius cohort JSON
     # (CONCEPT_CODE with VOCABULARY_ID RxNorm, CONCEPT_CLASS_ID Ingredient); SynPUF = ohdsi-synpuf-demo concept rows.
     ("1808", "bumetanide", "OHDSI LEGEND Diuretics"),
@@ -176,6 +179,7 @@ INGREDIENT_CODES = [
         "magnesium glycinate",
         NLM_EXTRACT,
     ),
+    ("1999660", "bictegravir", NLM_EXTRACT + ", B.json ingredient record"),
 ]
 
 # Product codes (SCD/SBD/SCDC) and the ingredients they contain.
@@ -278,6 +282,16 @@ PRODUCT_CODES = [
     ("854868", {"rabeprazole"}, "PEDSnet rx_ppi, rabeprazole sodium 20 MG DR tablet"),
     ("854870", {"rabeprazole"}, "PEDSnet rx_ppi, [Aciphex] 20 MG DR tablet"),
     ("902624", {"dexlansoprazole"}, "PEDSnet rx_ppi, [Dexilant] 30 MG DR capsule"),
+    # Version 2 (2026-12-01): bictegravir (only in Biktarvy) and eltrombopag, from the RxNorm extract, B.json/E.json;
+    # the 50 MG Biktarvy codes also in VSAC INSTI 2.16.840.1.113762.1.4.1146.1600. Emtricitabine and tenofovir
+    # alafenamide are co-ingredients without a class.
+    ("1999667", {"bictegravir"}, "RxNorm extract + VSAC INSTI, bictegravir 50 MG / emtricitabine / TAF tablet"),
+    ("1999673", {"bictegravir"}, "RxNorm extract + VSAC INSTI, the same [Biktarvy]"),
+    ("2584356", {"bictegravir"}, "RxNorm extract, bictegravir 30 MG / emtricitabine / TAF tablet [Biktarvy]"),
+    ("825427", {"eltrombopag"}, "RxNorm extract, eltrombopag 50 MG Oral Tablet"),
+    ("884619", {"eltrombopag"}, "RxNorm extract, eltrombopag 75 MG Oral Tablet [Promacta]"),
+    ("2058980", {"eltrombopag"}, "RxNorm extract, eltrombopag 12.5 MG Powder for Oral Suspension"),
+    ("2675195", {"eltrombopag"}, "RxNorm extract, eltrombopag 36 MG Oral Tablet (Alvaiz strength)"),
 ]
 
 # Brand names in free text (the drug's US brand), one per drug where a brand exists.
@@ -328,6 +342,9 @@ BRANDS = [
     ("Boniva 150 mg", "ibandronate"),
     ("Synthroid 50 mcg", "levothyroxine"),
     ("Tivicay 50 mg", "dolutegravir"),
+    ("Biktarvy 1 tablet daily", "bictegravir"),
+    ("Promacta 50 mg", "eltrombopag"),
+    ("Alvaiz 36 mg", "eltrombopag"),
     ("Neurontin 300 mg", "gabapentin"),
     ("Mag-Ox 400", "magnesium oxide"),
     ("Milk of Magnesia", "magnesium hydroxide"),

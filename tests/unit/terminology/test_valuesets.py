@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.valueset import ValueSet
 
-from terminology import DRUG_CLASSES, LAB_CONCEPTS
+from cds_service.engine.vocabulary import DrugClass
+from terminology import LAB_CONCEPTS
 from terminology.cli import coverage_of, register, run_check, run_coverage
 from terminology.valuesets import default_valueset_dir, load_indexes
 
@@ -24,7 +25,7 @@ def test_there_is_one_file_per_concept() -> None:
         raw = json.loads(path.read_text(encoding="utf-8"))
         concepts += [e["valueCode"] for e in raw["extension"] if e["url"].endswith("/mgcds-concept")]
     assert sorted(concepts) == sorted(
-        [*DRUG_CLASSES, *LAB_CONCEPTS, "auditc-frequency", "auditc-typical-drinks", "alcohol-use-disorder"]
+        [*DrugClass, *LAB_CONCEPTS, "auditc-frequency", "auditc-typical-drinks", "alcohol-use-disorder"]
     )
 
 
