@@ -60,7 +60,10 @@ EXPECTED_MEMBERS: dict[str, set[str]] = {
             "bisglycinate",
         )
     },
-    "mg-salt-inorganic": {f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride")},
+    # Trisilicate, an inorganic silicate, is named among the antacids of clinical-rules.md version 2, section 5.
+    "mg-salt-inorganic": {
+        f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride", "trisilicate")
+    },
     "interacts-tetracycline": {"doxycycline", "minocycline", "tetracycline"},
     "interacts-fluoroquinolone": {"ciprofloxacin", "levofloxacin", "moxifloxacin"},
     "interacts-bisphosphonate": {"alendronate", "risedronate", "ibandronate"},
@@ -180,6 +183,7 @@ INGREDIENT_CODES = [
         NLM_EXTRACT,
     ),
     ("1999660", "bictegravir", NLM_EXTRACT + ", B.json ingredient record"),
+    ("29170", "magnesium trisilicate", NLM_EXTRACT + ", M.json ingredient record"),
 ]
 
 # Product codes (SCD/SBD/SCDC) and the ingredients they contain.
@@ -292,6 +296,19 @@ PRODUCT_CODES = [
     ("884619", {"eltrombopag"}, "RxNorm extract, eltrombopag 75 MG Oral Tablet [Promacta]"),
     ("2058980", {"eltrombopag"}, "RxNorm extract, eltrombopag 12.5 MG Powder for Oral Suspension"),
     ("2675195", {"eltrombopag"}, "RxNorm extract, eltrombopag 36 MG Oral Tablet (Alvaiz strength)"),
+    # Magnesium laxatives, antacids and bowel preparations (RxNorm extract, M.json; aluminium hydroxide, simethicone,
+    # calcium carbonate, famotidine and the bowel preparations' sulfates are co-ingredients without a class).
+    ("210031", {"magnesium hydroxide"}, "RxNorm extract, Al/Mg hydroxide/simethicone suspension [Maalox Plus]"),
+    ("243463", {"magnesium hydroxide"}, "RxNorm extract, Al/Mg hydroxide 40/40 MG/ML suspension, no simethicone"),
+    ("211633", {"magnesium hydroxide"}, "RxNorm extract, Al/Mg hydroxide/simethicone chewable [Gelusil]"),
+    ("688892", {"magnesium hydroxide"}, "RxNorm extract, CaCO3 / famotidine / Mg hydroxide [Pepcid Complete]"),
+    ("845652", {"magnesium hydroxide"}, "RxNorm extract, magnesium hydroxide 160 MG/ML [Phillips Milk of Magnesia]"),
+    ("404472", {"magnesium carbonate"}, "RxNorm extract, Al hydroxide / Mg carbonate suspension [Gaviscon]"),
+    ("1086458", {"magnesium trisilicate"}, "RxNorm extract, Al hydroxide / Mg trisilicate [Gaviscon Chewable]"),
+    ("1001690", {"magnesium sulfate"}, "RxNorm extract, Suprep Bowel Prep Kit (BPCK)"),
+    ("2465556", {"magnesium sulfate"}, "RxNorm extract, Sutab tablets"),
+    ("2641142", {"magnesium sulfate"}, "RxNorm extract, Suflave powder for oral solution"),
+    ("1991509", {"magnesium oxide"}, "RxNorm extract, Clenpiq oral solution (magnesium oxide / citric acid)"),
 ]
 
 # Brand names in free text (the drug's US brand), one per drug where a brand exists.
@@ -350,6 +367,16 @@ BRANDS = [
     ("Milk of Magnesia", "magnesium hydroxide"),
     ("Slow-Mag", "magnesium chloride"),
     ("Epsom salt", "magnesium sulfate"),
+    # Version 2 product names (RxNorm brand names in the extract unless noted): antacids, laxatives, supplements.
+    ("Maalox Plus 30 mL", "magnesium hydroxide"),
+    ("Mylanta 10 mL after meals", "magnesium hydroxide"),  # not in the extract: general clinical knowledge
+    ("Gelusil chewable", "magnesium hydroxide"),
+    ("Gaviscon liquid", "magnesium carbonate"),  # the US Gaviscon of the extract; UK Gaviscon has no magnesium
+    ("Gaviscon Chewable", "magnesium trisilicate"),
+    ("Citroma 300 mL", "magnesium citrate"),
+    ("Mag-Tab SR 1 caplet", "magnesium lactate"),
+    ("Suprep bowel prep kit", "magnesium sulfate"),
+    ("Clenpiq", "magnesium oxide"),
 ]
 
 UNRELATED = [
