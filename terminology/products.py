@@ -64,7 +64,7 @@ _ORAL_LIQUID = re.compile(
     r"\b(for\s+oral\s+(solution|suspension)|oral\s+(solution|suspension|liquid)|suspension|liquid|syrup|elixir)\b",
     re.IGNORECASE,
 )
-# A bare "solution" may be an injection or an irrigation; it is read as oral only with an oral route or for a citrate.
+# A bare "solution" may be an injection or an irrigation: oral only with an oral route, or for the citrate or hydroxide.
 _SOLUTION = re.compile(r"\bsolution\b", re.IGNORECASE)
 _SOLID_ORAL = re.compile(
     r"\b(tablets?|tabs?|caplets?|capsules?|caps?|softgels?|powders?|granules|chewables?|chews?|gumm(y|ies)|lozenges?|"
