@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from cds_service.engine.vocabulary import DrugClass, MagnesiumProductKind
 from cds_service.errors import TerminologyError
 from terminology.valuesets import (
     ATC,
     AUDITC_CONCEPTS,
     CONDITION_CONCEPTS,
     DIURETIC_CLASSES,
-    DRUG_CLASSES,
     LAB_CONCEPTS,
     RXNORM,
     Indexes,
@@ -27,12 +27,23 @@ from terminology.valuesets import (
     validate_file,
 )
 
+# The organic salts clinical-rules.md section 9 drafts as supplement orders (supplement-organic, switch-to-organic).
+DRAFTED_SALTS = ("magnesium citrate", "magnesium glycinate", "magnesium lactate")
+SUPPLEMENT_DRAFT_CONCEPTS = ("mg-supplement-drafts",)
+DRAFT_FORMS = frozenset({"tablet", "capsule"})
+STRENGTH_BASES = frozenset({"elemental-magnesium", "salt", "not-stated"})
+PRODUCT_KINDS = frozenset(str(kind) for kind in MagnesiumProductKind)
+
 # RxNorm term types that name an ingredient rather than a product.
 INGREDIENT_TERM_TYPES = frozenset({"IN", "PIN", "MIN"})
 
 TEXT_ONLY_CLASSES = frozenset({"mg-salt-unspecified"})
 
 MG_SALT_CLASSES = frozenset({"mg-salt-organic", "mg-salt-inorganic", "mg-salt-unspecified"})
+
+# The clinical vocabulary is the one definition of the drug classes: a value set for a class it does not name (or a
+# class without a value set) is a problem.
+ALL_DRUG_CLASSES = frozenset(str(drug_class) for drug_class in DrugClass)
 
 # Pairs of classes no single ingredient or product may fall into at once (a PPI listed as a diuretic, a salt
 # counted as both organic and inorganic). Combination products across diuretic classes are legitimate.
@@ -42,7 +53,7 @@ FORBIDDEN_OVERLAPS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
     (frozenset({"mg-salt-organic", "mg-salt-inorganic"}), frozenset({"mg-salt-unspecified"})),
     (
         MG_SALT_CLASSES,
-        frozenset(DRUG_CLASSES) - MG_SALT_CLASSES,
+        ALL_DRUG_CLASSES - MG_SALT_CLASSES,
     ),
 )
 
@@ -156,6 +167,53 @@ def forbidden_overlaps(indexes: Indexes) -> list[str]:
     return problems
 
 
+def product_problems(indexes: Indexes) -> list[str]:
+    """Magnesium product kinds (section 5) and the supplement drafts (section 9) that are missing or inconsistent."""
+    problems: list[str] = []
+    for (system, code), entry in sorted(indexes.drug_codes.items()):
+        classes: set[str] = set()
+        for name in entry.ingredients:
+            if name in indexes.ingredients:
+                classes |= indexes.ingredients[name].classes
+        is_magnesium = bool(classes & MG_SALT_CLASSES)
+        label = f"{system_label(system)} {code} ({entry.valueset})"
+        if entry.product_kind is not None and entry.product_kind not in PRODUCT_KINDS:
+            problems.append(f"{label} has an unknown mg-product-kind '{entry.product_kind}'")
+        if entry.product_kind is not None and not is_magnesium:
+            problems.append(f"{label} has an mg-product-kind but no magnesium salt")
+        # Every magnesium product code states its kind: section 5 decides from the product code first.
+        is_product = system == RXNORM and entry.term_type not in INGREDIENT_TERM_TYPES
+        if is_magnesium and is_product and not entry.product_kind:
+            problems.append(f"{label} is a magnesium product without an mg-product-kind")
+    for product_name in indexes.product_names.values():
+        if product_name.kind not in PRODUCT_KINDS:
+            problems.append(f"designation '{product_name.name}' has an unknown mg-product-kind '{product_name.kind}'")
+    drafted: dict[str, str] = {}
+    for draft in indexes.supplement_drafts:
+        label = f"supplement draft {system_label(draft.system)} {draft.code} ({draft.valueset})"
+        listed = indexes.drug_codes.get((draft.system, draft.code))
+        record = indexes.ingredients.get(draft.salt)
+        if record is None or "mg-salt-organic" not in record.classes:
+            problems.append(f"{label}: '{draft.salt}' is not an organic magnesium salt of the value sets")
+        if listed is None or draft.salt not in listed.ingredients:
+            problems.append(f"{label} is not listed for '{draft.salt}' in a drug value set")
+        elif listed.product_kind != MagnesiumProductKind.ORAL_SUPPLEMENT or listed.display != draft.display:
+            problems.append(f"{label} is not the oral-supplement product of that name in {listed.valueset}")
+        if draft.dose_form not in DRAFT_FORMS or draft.dose_form not in draft.display.lower():
+            problems.append(f"{label}: dose form '{draft.dose_form}' is not a tablet or capsule its name states")
+        if draft.strength_mg is None:
+            problems.append(f"{label} has no strength in mg")
+        if draft.strength_basis not in STRENGTH_BASES or not draft.strength_basis_source:
+            problems.append(f"{label} has no strength-basis with its source")
+        if not draft.sources:
+            problems.append(f"{label} has no code-source")
+        if draft.salt in drafted:
+            problems.append(f"{label}: '{draft.salt}' is drafted twice ({drafted[draft.salt]} and {draft.code})")
+        drafted.setdefault(draft.salt, draft.code)
+    problems += [f"no supplement draft product for '{salt}'" for salt in DRAFTED_SALTS if salt not in drafted]
+    return problems
+
+
 def _overlap_messages(what: str, classes: frozenset[str]) -> list[str]:
     return [
         f"{what} is in {sorted(classes & left)} and {sorted(classes & right)}, which must not overlap"
@@ -186,9 +244,10 @@ def run_check(out: TextIO, directory: Path | None = None) -> int:
     for vs in sorted(indexes.valuesets, key=lambda v: v.id):
         counts = ", ".join(f"{label.rsplit('/', 1)[-1]} {n}" for label, n in sorted(vs.counts.items()))
         print(f"{vs.id:40} {vs.version:10} {vs.concept:30} {counts}", file=out)
-    expected = set(DRUG_CLASSES) | set(LAB_CONCEPTS) | set(AUDITC_CONCEPTS) | set(CONDITION_CONCEPTS)
+    expected = set(ALL_DRUG_CLASSES) | set(LAB_CONCEPTS) | set(AUDITC_CONCEPTS) | set(CONDITION_CONCEPTS)
+    expected |= set(SUPPLEMENT_DRAFT_CONCEPTS)
     present = {vs.concept for vs in indexes.valuesets}
-    problems = list(indexes.problems) + forbidden_overlaps(indexes)
+    problems = list(indexes.problems) + forbidden_overlaps(indexes) + product_problems(indexes)
     problems += [f"no value set for concept '{c}'" for c in sorted(expected - present)]
     problems += [f"value set concept '{c}' is not in the MgCDS vocabulary" for c in sorted(present - expected)]
     for problem in problems:

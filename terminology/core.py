@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from terminology import units
+from cds_service.engine.vocabulary import DrugClass, MagnesiumProductKind
+from terminology import products, units
 from terminology.model import (
     CodeRef,
     ConvertedQuantity,
@@ -15,6 +16,7 @@ from terminology.model import (
     LabMatch,
     MedicationClassification,
 )
+from terminology.products import MagnesiumProduct, ProductClues, SupplementProduct
 from terminology.remote import RemoteLookup
 from terminology.routes import is_parenteral_form, is_parenteral_route
 from terminology.textmatch import NameMatcher, contains_phrase
@@ -48,6 +50,9 @@ class Terminology:
         self._ix = indexes
         self._remote = remote
         self._names = NameMatcher({name: rec.names for name, rec in indexes.ingredients.items()})
+        # Names that fix a magnesium product's kind (Milk of Magnesia, Maalox, Slow-Mag), keyed by their lower case.
+        self._product_names = NameMatcher({key: (pn.name,) for key, pn in indexes.product_names.items()})
+        self._supplements = products.supplement_products(indexes.supplement_drafts)
 
     @property
     def indexes(self) -> Indexes:
@@ -197,6 +202,84 @@ class Terminology:
     def class_members(self, drug_class: str) -> tuple[str, ...]:
         """Ingredient names in a drug class, sorted."""
         return tuple(sorted(n for n, rec in self._ix.ingredients.items() if drug_class in rec.classes))
+
+    # ---- magnesium products (clinical-rules.md sections 5 and 9) -----------------------------------
+
+    def magnesium_product(
+        self,
+        codings: Sequence[CodeRef],
+        text: str | None = None,
+        route_codings: Sequence[CodeRef] = (),
+        route_text: str | None = None,
+        form_names: Sequence[str | None] = (),
+        ingredient_concepts: Sequence[tuple[Sequence[CodeRef], str | None]] = (),
+    ) -> MagnesiumProduct | None:
+        """The kind (oral supplement, laxative/antacid, parenteral) and salt of a magnesium-containing medication, or
+        None when it contains no magnesium salt.
+
+        ``codings``/``text``: the medication (``medicationCodeableConcept`` or the Medication's ``code``);
+        ``route_codings``/``route_text``: ``dosageInstruction.route``; ``form_names``: ``Medication.form`` text and
+        displays; ``ingredient_concepts``: a contained Medication's ingredients, as for ``classify_medication``.
+        The decision follows section 5 in order; ``terminology.products`` documents each clause.
+        """
+        classification = self.classify_medication(codings, text, ingredient_concepts)
+        salts = products.salts_of(classification)
+        if not salts:
+            return None
+        code_kinds: list[tuple[str, MagnesiumProductKind]] = []
+        code_names: list[str | None] = []
+        for coding in codings:
+            entry = self._drug_code(coding)
+            if entry is None:
+                continue
+            code_names.append(entry.display)
+            if entry.product_kind:
+                label = _describe(coding, entry.system, entry.display)
+                code_kinds.append((label, MagnesiumProductKind(entry.product_kind)))
+        names = products.readable_names(
+            [text],
+            [c.display for c in codings],
+            code_names,
+            form_names,
+            [concept_text for _, concept_text in ingredient_concepts],
+        )
+        if all(salt.salt_class == DrugClass.MG_SALT_UNSPECIFIED for salt in salts):
+            # Plain "magnesium" read from text: not when it only names another drug's salt ("esomeprazole magnesium").
+            others = [i.name for i in classification.ingredients if not i.classes & set(products.SALT_CLASSES)]
+            if not products.names_plain_magnesium(names, others):
+                return None
+        parenteral_route = None
+        if is_parenteral_route(route_codings, route_text):
+            shown = route_text or next((c.display or c.code for c in route_codings if c.display or c.code), "")
+            parenteral_route = f"route '{shown}' is parenteral"
+        parenteral_text = next(
+            (
+                f"'{name}' names a parenteral route or dose form"
+                for name in names
+                if is_parenteral_route((), name) or is_parenteral_form([name])
+            ),
+            None,
+        )
+        found: dict[str, MagnesiumProductKind] = {}
+        for name in names:
+            for hit in self._product_names.find(name):
+                product_name = self._ix.product_names[hit.ingredient]
+                found.setdefault(product_name.name, MagnesiumProductKind(product_name.kind))
+        clues = ProductClues(
+            salts=salts,
+            names=names,
+            code_kinds=tuple(code_kinds),
+            parenteral_route=parenteral_route,
+            parenteral_text=parenteral_text,
+            product_names=tuple(found.items()),
+            oral_route=products.is_oral_route(route_codings, route_text),
+        )
+        return products.decide(clues)
+
+    def supplement_products(self) -> Mapping[str, SupplementProduct]:
+        """The product to draft per organic salt (section 9), keyed by salt name ("magnesium citrate"): RxNorm code
+        and name, form, strength and whether that strength is elemental magnesium (drafts-mg-supplement-products)."""
+        return self._supplements
 
     # ---- labs, orders, conditions ------------------------------------------------------------------
 

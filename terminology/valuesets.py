@@ -5,7 +5,11 @@ extensions under ``https://mgcds.example.org/fhir/StructureDefinition/`` (see do
 ``mgcds-concept``/``mgcds-kind`` on the ValueSet; on concepts ``drug-class``, ``rxnorm-ingredient``,
 ``ingredient`` (repeating, on product codes), ``term-type``, ``elemental-mg-fraction`` (+ ``-source``),
 ``code-source``, ``auditc-band``, ``item-score``, ``role``; ``text-phrase``/``text-exclude`` on lab sets.
-Brand names and synonyms are ``compose.include.concept.designation`` entries.
+Brand names and synonyms are ``compose.include.concept.designation`` entries. Magnesium products (clinical-rules.md
+section 5): ``mg-product-kind`` on RxNorm product concepts and on designations whose name fixes the kind (+
+``mg-product-kind-reason`` where the kind is not what the name's dose form says). The ``supplement-draft`` kind of value
+set lists the products the service drafts as orders (section 9): ``ingredient``, ``dose-form``, ``strength``,
+``strength-basis`` (+ ``-source``) on each RxNorm concept.
 """
 
 from __future__ import annotations
@@ -103,6 +107,35 @@ class CodeEntry:
     ingredients: tuple[str, ...]
     term_type: str | None
     valueset: str
+    # Magnesium products only: oral-supplement, laxative-antacid or parenteral (clinical-rules.md section 5).
+    product_kind: str | None = None
+
+
+@dataclass(frozen=True)
+class ProductName:
+    """A name (brand, common name) that says which magnesium product it is, and so its kind (section 5)."""
+
+    name: str
+    ingredient: str
+    kind: str
+    valueset: str
+
+
+@dataclass(frozen=True)
+class SupplementDraft:
+    """A product the service may draft as a MedicationRequest (clinical-rules.md section 9), as its value set says."""
+
+    salt: str
+    system: str
+    code: str
+    display: str
+    term_type: str | None
+    dose_form: str | None
+    strength_mg: float | None
+    strength_basis: str | None
+    strength_basis_source: str | None
+    sources: tuple[str, ...]
+    valueset: str
 
 
 @dataclass(frozen=True)
@@ -162,6 +195,8 @@ class Indexes:
     auditc: dict[str, AuditcItem] = field(default_factory=dict)
     condition_codes: dict[tuple[str, str], str] = field(default_factory=dict)
     condition_text: list[TextRule] = field(default_factory=list)
+    product_names: dict[str, ProductName] = field(default_factory=dict)
+    supplement_drafts: list[SupplementDraft] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -240,6 +275,8 @@ def _index_one(indexes: Indexes, path: Path, raw: Mapping[str, Any]) -> None:
                 _add_lab_code(indexes, (system, item["code"]), LabCode(concept, item.get("display"), vs_id))
         elif kind == "auditc-item":
             _index_auditc(indexes, concept, system, concepts)
+        elif kind == "supplement-draft":
+            indexes.supplement_drafts.extend(_supplement_draft(vs_id, system, item) for item in concepts)
         elif kind == "condition":
             for item in concepts:
                 key = (system, item["code"])
@@ -289,6 +326,11 @@ def _index_drug_include(
             )
             if rxnorm:
                 indexes.rxnorm_ingredient_names[str(rxnorm)] = name
+            for designation in item.get("designation", ()):
+                product_kind = _ext_value(designation, "mg-product-kind")
+                if product_kind and isinstance(designation.get("value"), str):
+                    value = designation["value"]
+                    indexes.product_names[value.lower()] = ProductName(value, name, str(product_kind), vs_id)
             continue
         key = (system, str(item["code"]))
         if not _ext_values(item, "code-source"):
@@ -301,6 +343,7 @@ def _index_drug_include(
             ingredients=tuple(str(i).lower() for i in _ext_values(item, "ingredient")),
             term_type=_ext_value(item, "term-type"),
             valueset=vs_id,
+            product_kind=_ext_value(item, "mg-product-kind"),
         )
         existing_entry = indexes.drug_codes.get(key)
         if existing_entry is not None and set(existing_entry.ingredients) != set(entry.ingredients):
@@ -319,6 +362,28 @@ def _resolve_products(indexes: Indexes) -> None:
             indexes.problems.append(
                 f"{system_label(entry.system)} {entry.code} ({entry.valueset}) names no ingredient of any set"
             )
+
+
+def _supplement_draft(vs_id: str, system: str, item: Mapping[str, Any]) -> SupplementDraft:
+    strength = _ext_value(item, "strength")
+    basis_source = _ext_value(item, "strength-basis-source")
+    form = _ext_value(item, "dose-form")
+    return SupplementDraft(
+        salt=str(_ext_value(item, "ingredient") or "").lower(),
+        system=system,
+        code=str(item["code"]),
+        display=str(item.get("display") or ""),
+        term_type=_ext_value(item, "term-type"),
+        dose_form=str(form) if form else None,
+        # A Quantity in mg (UCUM); the check refuses any other unit.
+        strength_mg=float(strength["value"])
+        if isinstance(strength, Mapping) and strength.get("code") == "mg"
+        else None,
+        strength_basis=_ext_value(item, "strength-basis"),
+        strength_basis_source=str(basis_source) if basis_source else None,
+        sources=tuple(str(v) for v in _ext_values(item, "code-source")),
+        valueset=vs_id,
+    )
 
 
 def _index_auditc(indexes: Indexes, concept: str, system: str, concepts: Iterable[Mapping[str, Any]]) -> None:

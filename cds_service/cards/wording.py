@@ -73,7 +73,8 @@ SPACING_TEXT = {
     DrugClass.INTERACTS_FLUOROQUINOLONE: "take the fluoroquinolone 2 hours before or 6 hours after magnesium",
     DrugClass.INTERACTS_BISPHOSPHONATE: "take the bisphosphonate and magnesium 4 hours apart",
     DrugClass.INTERACTS_LEVOTHYROXINE: "take levothyroxine and magnesium 4 hours apart",
-    DrugClass.INTERACTS_DOLUTEGRAVIR: "take dolutegravir 2 hours before or 6 hours after magnesium",
+    DrugClass.INTERACTS_INTEGRASE_INHIBITOR: "take the integrase inhibitor 2 hours before or 6 hours after magnesium",
+    DrugClass.INTERACTS_ELTROMBOPAG: "take eltrombopag 2 hours before or 4 hours after magnesium",
     DrugClass.INTERACTS_GABAPENTIN: "take gabapentin 2 hours after magnesium",
 }
 

@@ -62,8 +62,10 @@ class DrugClass(StrEnum):
     INTERACTS_FLUOROQUINOLONE = "interacts-fluoroquinolone"
     INTERACTS_BISPHOSPHONATE = "interacts-bisphosphonate"
     INTERACTS_LEVOTHYROXINE = "interacts-levothyroxine"
-    INTERACTS_DOLUTEGRAVIR = "interacts-dolutegravir"
+    # Dolutegravir and bictegravir: the same spacing (section 7.3), so one class.
+    INTERACTS_INTEGRASE_INHIBITOR = "interacts-integrase-inhibitor"
     INTERACTS_GABAPENTIN = "interacts-gabapentin"
+    INTERACTS_ELTROMBOPAG = "interacts-eltrombopag"
 
 
 # The MDS diuretic component [FAN21]: loop, thiazide and thiazide-like, potassium-sparing, carbonic anhydrase
@@ -83,9 +85,21 @@ INTERACTING_CLASSES = (
     DrugClass.INTERACTS_FLUOROQUINOLONE,
     DrugClass.INTERACTS_BISPHOSPHONATE,
     DrugClass.INTERACTS_LEVOTHYROXINE,
-    DrugClass.INTERACTS_DOLUTEGRAVIR,
+    DrugClass.INTERACTS_INTEGRASE_INHIBITOR,
     DrugClass.INTERACTS_GABAPENTIN,
+    DrugClass.INTERACTS_ELTROMBOPAG,
 )
+
+
+class MagnesiumProductKind(StrEnum):
+    """What a magnesium-containing medication is (section 5); terminology.products decides it."""
+
+    # Oral tablets, capsules, powders, chewables taken for magnesium: the supplement rules apply.
+    ORAL_SUPPLEMENT = "oral-supplement"
+    # Oral products whose magnesium is a laxative or antacid: not a supplement, but oral magnesium for safety.
+    LAXATIVE_ANTACID = "laxative-antacid"
+    # Intravenous or intramuscular magnesium: treatment of deficiency, never deleted by an order card.
+    PARENTERAL = "parenteral"
 
 
 class MagnesiumCategory(StrEnum):

@@ -28,7 +28,7 @@ BANDS = ["never", "monthly-or-less", "2-4-per-month", "2-3-per-week", "4-plus-pe
 CLASSES = ["loop-diuretic", "thiazide-diuretic", "potassium-sparing-diuretic", "carbonic-anhydrase-inhibitor",
            "proton-pump-inhibitor", "mg-wasting-other", "mg-salt-organic", "mg-salt-inorganic",
            "interacts-tetracycline", "interacts-fluoroquinolone", "interacts-bisphosphonate",
-           "interacts-levothyroxine", "interacts-dolutegravir", "interacts-gabapentin"]  # fmt: skip
+           "interacts-levothyroxine", "interacts-integrase-inhibitor", "interacts-gabapentin"]  # fmt: skip
 DEPLETING = ["loop-diuretic", "thiazide-diuretic", "potassium-sparing-diuretic",
              "carbonic-anhydrase-inhibitor", "proton-pump-inhibitor"]  # fmt: skip
 

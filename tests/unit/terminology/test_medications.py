@@ -60,13 +60,18 @@ EXPECTED_MEMBERS: dict[str, set[str]] = {
             "bisglycinate",
         )
     },
-    "mg-salt-inorganic": {f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride")},
+    # Trisilicate, an inorganic silicate, is named among the antacids of clinical-rules.md version 2, section 5.
+    "mg-salt-inorganic": {
+        f"magnesium {a}" for a in ("oxide", "hydroxide", "carbonate", "sulfate", "chloride", "trisilicate")
+    },
     "interacts-tetracycline": {"doxycycline", "minocycline", "tetracycline"},
     "interacts-fluoroquinolone": {"ciprofloxacin", "levofloxacin", "moxifloxacin"},
     "interacts-bisphosphonate": {"alendronate", "risedronate", "ibandronate"},
     "interacts-levothyroxine": {"levothyroxine"},
-    "interacts-dolutegravir": {"dolutegravir"},
+    # clinical-rules.md version 2, section 7.3: bictegravir is spaced like dolutegravir; eltrombopag has its own row.
+    "interacts-integrase-inhibitor": {"dolutegravir", "bictegravir"},
     "interacts-gabapentin": {"gabapentin"},
+    "interacts-eltrombopag": {"eltrombopag"},
 }
 ALL_INGREDIENTS = sorted((name, cls) for cls, names in EXPECTED_MEMBERS.items() for name in names)
 
@@ -106,6 +111,7 @@ INGREDIENT_CODES = [
     ("3008", "cyclosporine", "CPIC drug.sql"),
     ("6826", "methazolamide", "CPIC drug.sql"),
     ("1433868", "dolutegravir", "CPIC drug.sql"),
+    ("711942", "eltrombopag", "CPIC drug.sql + RxNorm extract E.json (IN record)"),
     # OHDSI LEGEND concept sets '[LEGEND] Diuretics' / thiazides in ohdsi-studies/Covid19Icarius cohort JSON
     # (CONCEPT_CODE with VOCABULARY_ID RxNorm, CONCEPT_CLASS_ID Ingredient); SynPUF = ohdsi-synpuf-demo concept rows.
     ("1808", "bumetanide", "OHDSI LEGEND Diuretics"),
@@ -176,6 +182,8 @@ INGREDIENT_CODES = [
         "magnesium glycinate",
         NLM_EXTRACT,
     ),
+    ("1999660", "bictegravir", NLM_EXTRACT + ", B.json ingredient record"),
+    ("29170", "magnesium trisilicate", NLM_EXTRACT + ", M.json ingredient record"),
 ]
 
 # Product codes (SCD/SBD/SCDC) and the ingredients they contain.
@@ -278,6 +286,29 @@ PRODUCT_CODES = [
     ("854868", {"rabeprazole"}, "PEDSnet rx_ppi, rabeprazole sodium 20 MG DR tablet"),
     ("854870", {"rabeprazole"}, "PEDSnet rx_ppi, [Aciphex] 20 MG DR tablet"),
     ("902624", {"dexlansoprazole"}, "PEDSnet rx_ppi, [Dexilant] 30 MG DR capsule"),
+    # Version 2 (2026-12-01): bictegravir (only in Biktarvy) and eltrombopag, from the RxNorm extract, B.json/E.json;
+    # the 50 MG Biktarvy codes also in VSAC INSTI 2.16.840.1.113762.1.4.1146.1600. Emtricitabine and tenofovir
+    # alafenamide are co-ingredients without a class.
+    ("1999667", {"bictegravir"}, "RxNorm extract + VSAC INSTI, bictegravir 50 MG / emtricitabine / TAF tablet"),
+    ("1999673", {"bictegravir"}, "RxNorm extract + VSAC INSTI, the same [Biktarvy]"),
+    ("2584356", {"bictegravir"}, "RxNorm extract, bictegravir 30 MG / emtricitabine / TAF tablet [Biktarvy]"),
+    ("825427", {"eltrombopag"}, "RxNorm extract, eltrombopag 50 MG Oral Tablet"),
+    ("884619", {"eltrombopag"}, "RxNorm extract, eltrombopag 75 MG Oral Tablet [Promacta]"),
+    ("2058980", {"eltrombopag"}, "RxNorm extract, eltrombopag 12.5 MG Powder for Oral Suspension"),
+    ("2675195", {"eltrombopag"}, "RxNorm extract, eltrombopag 36 MG Oral Tablet (Alvaiz strength)"),
+    # Magnesium laxatives, antacids and bowel preparations (RxNorm extract, M.json; aluminium hydroxide, simethicone,
+    # calcium carbonate, famotidine and the bowel preparations' sulfates are co-ingredients without a class).
+    ("210031", {"magnesium hydroxide"}, "RxNorm extract, Al/Mg hydroxide/simethicone suspension [Maalox Plus]"),
+    ("243463", {"magnesium hydroxide"}, "RxNorm extract, Al/Mg hydroxide 40/40 MG/ML suspension, no simethicone"),
+    ("211633", {"magnesium hydroxide"}, "RxNorm extract, Al/Mg hydroxide/simethicone chewable [Gelusil]"),
+    ("688892", {"magnesium hydroxide"}, "RxNorm extract, CaCO3 / famotidine / Mg hydroxide [Pepcid Complete]"),
+    ("845652", {"magnesium hydroxide"}, "RxNorm extract, magnesium hydroxide 160 MG/ML [Phillips Milk of Magnesia]"),
+    ("404472", {"magnesium carbonate"}, "RxNorm extract, Al hydroxide / Mg carbonate suspension [Gaviscon]"),
+    ("1086458", {"magnesium trisilicate"}, "RxNorm extract, Al hydroxide / Mg trisilicate [Gaviscon Chewable]"),
+    ("1001690", {"magnesium sulfate"}, "RxNorm extract, Suprep Bowel Prep Kit (BPCK)"),
+    ("2465556", {"magnesium sulfate"}, "RxNorm extract, Sutab tablets"),
+    ("2641142", {"magnesium sulfate"}, "RxNorm extract, Suflave powder for oral solution"),
+    ("1991509", {"magnesium oxide"}, "RxNorm extract, Clenpiq oral solution (magnesium oxide / citric acid)"),
 ]
 
 # Brand names in free text (the drug's US brand), one per drug where a brand exists.
@@ -328,11 +359,24 @@ BRANDS = [
     ("Boniva 150 mg", "ibandronate"),
     ("Synthroid 50 mcg", "levothyroxine"),
     ("Tivicay 50 mg", "dolutegravir"),
+    ("Biktarvy 1 tablet daily", "bictegravir"),
+    ("Promacta 50 mg", "eltrombopag"),
+    ("Alvaiz 36 mg", "eltrombopag"),
     ("Neurontin 300 mg", "gabapentin"),
     ("Mag-Ox 400", "magnesium oxide"),
     ("Milk of Magnesia", "magnesium hydroxide"),
     ("Slow-Mag", "magnesium chloride"),
     ("Epsom salt", "magnesium sulfate"),
+    # Version 2 product names (RxNorm brand names in the extract unless noted): antacids, laxatives, supplements.
+    ("Maalox Plus 30 mL", "magnesium hydroxide"),
+    ("Mylanta 10 mL after meals", "magnesium hydroxide"),  # not in the extract: general clinical knowledge
+    ("Gelusil chewable", "magnesium hydroxide"),
+    ("Gaviscon liquid", "magnesium carbonate"),  # the US Gaviscon of the extract; UK Gaviscon has no magnesium
+    ("Gaviscon Chewable", "magnesium trisilicate"),
+    ("Citroma 300 mL", "magnesium citrate"),
+    ("Mag-Tab SR 1 caplet", "magnesium lactate"),
+    ("Suprep bowel prep kit", "magnesium sulfate"),
+    ("Clenpiq", "magnesium oxide"),
 ]
 
 UNRELATED = [

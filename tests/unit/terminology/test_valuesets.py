@@ -7,11 +7,13 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fhir.resources.R4B.valueset import ValueSet
 
-from terminology import DRUG_CLASSES, LAB_CONCEPTS
+from cds_service.engine.vocabulary import DrugClass
+from terminology import LAB_CONCEPTS
 from terminology.cli import coverage_of, register, run_check, run_coverage
 from terminology.valuesets import default_valueset_dir, load_indexes
 
@@ -24,7 +26,14 @@ def test_there_is_one_file_per_concept() -> None:
         raw = json.loads(path.read_text(encoding="utf-8"))
         concepts += [e["valueCode"] for e in raw["extension"] if e["url"].endswith("/mgcds-concept")]
     assert sorted(concepts) == sorted(
-        [*DRUG_CLASSES, *LAB_CONCEPTS, "auditc-frequency", "auditc-typical-drinks", "alcohol-use-disorder"]
+        [
+            *DrugClass,
+            *LAB_CONCEPTS,
+            "auditc-frequency",
+            "auditc-typical-drinks",
+            "alcohol-use-disorder",
+            "mg-supplement-drafts",
+        ]
     )
 
 
@@ -176,3 +185,66 @@ def test_register_wires_the_coverage_subcommand() -> None:
     assert args.handler(args, out) == 0
     assert out.getvalue().splitlines()[0].startswith("ingredient")
     assert parser.parse_args(["terminology", "coverage", "--strict"]).strict is True
+
+
+def _rxnorm_concept(raw: dict[str, Any], code: str) -> dict[str, Any]:
+    rxnorm = next(i for i in raw["compose"]["include"] if i["system"].endswith("rxnorm"))
+    concept: dict[str, Any] = next(c for c in rxnorm["concept"] if c["code"] == code)
+    return concept
+
+
+def test_check_fails_on_a_magnesium_product_without_a_kind(valueset_copy: Path) -> None:
+    # clinical-rules.md section 5: the product code decides first, so every coded magnesium product states its kind.
+    path = valueset_copy / "drugs-mg-salt-inorganic.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    tablet = _rxnorm_concept(raw, "198741")
+    tablet["extension"] = [e for e in tablet["extension"] if not e["url"].endswith("/mg-product-kind")]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "RxNorm 198741 (drugs-mg-salt-inorganic) is a magnesium product without an mg-product-kind" in out.getvalue()
+
+
+def test_check_fails_on_an_unknown_kind_and_on_a_kind_outside_the_salts(valueset_copy: Path) -> None:
+    path = valueset_copy / "drugs-mg-salt-inorganic.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    kind = next(e for e in _rxnorm_concept(raw, "198741")["extension"] if e["url"].endswith("/mg-product-kind"))
+    kind["valueCode"] = "suppository"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    path = valueset_copy / "drugs-loop-diuretic.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    _rxnorm_concept(raw, "313988")["extension"].append(  # furosemide 40 MG Oral Tablet
+        {"url": "https://mgcds.example.org/fhir/StructureDefinition/mg-product-kind", "valueCode": "oral-supplement"}
+    )
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "RxNorm 198741 (drugs-mg-salt-inorganic) has an unknown mg-product-kind 'suppository'" in out.getvalue()
+    assert "RxNorm 313988 (drugs-loop-diuretic) has an mg-product-kind but no magnesium salt" in out.getvalue()
+
+
+def test_check_fails_when_a_drafted_salt_has_no_product(valueset_copy: Path) -> None:
+    # Section 9 drafts magnesium citrate, glycinate and lactate; a missing one would leave a card without its order.
+    path = valueset_copy / "drafts-mg-supplement-products.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    include = raw["compose"]["include"][0]
+    include["concept"] = [c for c in include["concept"] if c["code"] != "849497"]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    assert "no supplement draft product for 'magnesium glycinate'" in out.getvalue()
+
+
+def test_check_fails_on_a_draft_that_is_not_the_listed_tablet(valueset_copy: Path) -> None:
+    # The magnesium citrate oral solution (1052760) is a bowel preparation: never a drafted supplement.
+    path = valueset_copy / "drafts-mg-supplement-products.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    citrate = _rxnorm_concept(raw, "1313985")
+    citrate["code"] = "1052760"
+    citrate["display"] = "magnesium citrate 58.2 MG/ML Oral Solution"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    out = io.StringIO()
+    assert run_check(out, valueset_copy) == 1
+    text = out.getvalue()
+    assert "supplement draft RxNorm 1052760 (drafts-mg-supplement-products) is not the oral-supplement product" in text
+    assert "dose form 'tablet' is not a tablet or capsule its name states" in text
