@@ -279,8 +279,9 @@ def _read_capped(response: requests.Response, url: str, what: str) -> bytes:
 def _json_object(body: bytes, url: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise FhirBadResponse(f"{what} answered something that is not JSON", url=url) from exc
+    except (ValueError, RecursionError):
+        # "from None": a JSONDecodeError keeps the whole document, which may hold a token, for any traceback.
+        raise FhirBadResponse(f"{what} answered something that is not JSON", url=url) from None
     if not isinstance(data, dict):
         raise FhirBadResponse(f"{what} answered JSON that is not an object", url=url)
     return data
