@@ -8,8 +8,9 @@ HL7 SMART App Launch 2.x, "Backend Services" with ``client-confidential-asymmetr
 2. sign a short-lived client assertion (``iss`` = ``sub`` = client id, ``aud`` = token endpoint, ``exp`` <= 5 min,
    a fresh ``jti``; header ``alg`` RS384 or ES384, ``kid``, optionally ``jku``) with the registered private key;
 3. POST ``grant_type=client_credentials`` with the assertion and the scopes;
-4. use the access token until shortly before ``expires_in`` runs out (one refresh at a time across threads), and
-   fetch a new one once when the FHIR server answers 401.
+4. use the access token until shortly before ``expires_in`` runs out (one refresh at a time across threads; while
+   the authorization server is unreachable, until it does run out), and fetch a new one once when the FHIR server
+   answers 401.
 
 Failures are the project's typed exceptions: :class:`ConfigurationError` for a key or setting that can never work,
 :class:`FhirUnreachable`, :class:`FhirAuthError`, :class:`FhirServerError` and :class:`FhirBadResponse` for the
@@ -421,10 +422,20 @@ class SmartBackendAuth:
             # The lock is held over the network call on purpose: concurrent callers wait for the one refresh
             # rather than each asking the authorization server.
             current = self._token
-            if current is not None and self.clock() < current.refresh_at:
+            now = self.clock()
+            if current is not None and now < current.refresh_at:
                 return current
-            self._token = None
-            fresh = self._fetch_token()
+            try:
+                fresh = self._fetch_token()
+            except (FhirUnreachable, FhirServerError):
+                # The authorization server is down for a moment: a token inside its lifetime still opens the data.
+                if current is not None and now < current.expires_at:
+                    return current
+                self._token = None
+                raise
+            except FhirError:
+                self._token = None
+                raise
             self._token = fresh
             return fresh
 

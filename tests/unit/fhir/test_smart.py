@@ -305,6 +305,32 @@ def test_token_is_cached_until_the_refresh_margin_before_expiry(peer: SmartPeer,
     assert auth.token_requests == 2
 
 
+def test_a_token_still_inside_its_lifetime_outlasts_an_authorization_server_outage(
+    peer: SmartPeer, keys_dir: Path
+) -> None:
+    clock = FakeClock()
+    start = clock.now
+    auth = _auth(peer, keys_dir, clock=clock, refresh_margin_seconds=60)
+    first = auth.access_token()
+    peer.token_override = lambda form: (503, {"error": "temporarily_unavailable"}, {})
+    clock.now = start + 250  # past the refresh point (240 s), before expiry (300 s)
+    assert auth.access_token() == first
+    assert len(peer.token_forms) == 3  # the refresh was tried (twice) and failed
+    clock.now = start + 301
+    with pytest.raises(FhirServerError):
+        auth.access_token()
+
+    # A refusal (the registration was withdrawn) is never papered over with the old token.
+    peer.token_override = None
+    clock.now = start
+    refused = _auth(peer, keys_dir, clock=clock, refresh_margin_seconds=60)
+    refused.access_token()
+    peer.token_override = lambda form: (400, {"error": "invalid_client"}, {})
+    clock.now = start + 250
+    with pytest.raises(FhirAuthError):
+        refused.access_token()
+
+
 def test_a_short_lived_token_is_used_for_half_its_lifetime(peer: SmartPeer, keys_dir: Path) -> None:
     clock = FakeClock()
     start = clock.now
