@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from cds_service.cli.common import SettingsSource, Subparsers
 
@@ -29,13 +28,14 @@ def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
 
 def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
     """Start gunicorn with the settings and the flags; returns when it stops."""
+    from flask import Flask
     from gunicorn.app.base import BaseApplication
 
     from cds_service import create_app
     from cds_service.logging import configure_logging
     from cds_service.runtime import Runtime
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, object] = {}
     for name in ("host", "port", "workers", "threads"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)  # our own log lines carry what is allowed (no PHI in URLs or bodies)
 
-        def load(self) -> Any:
+        def load(self) -> Flask:
             return create_app(settings)
 
     MgcdsApplication().run()
