@@ -375,11 +375,10 @@ def audit_check(env: dict[str, str]) -> dict[str, Any]:
     verify = subprocess.run([*mgcds, "verify"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
     count_code = (
         "from cds_service.config import load_settings\n"
-        "from cds_service.audit.log import open_audit_log\n"
-        "s = load_settings()\n"
-        "log = open_audit_log(s.resolved_audit_url, s.resolved_spool_path, asynchronous=False)\n"
-        "print(log.count())\n"
-        "log.close()\n"
+        "from cds_service.factory import build_audit_reader\n"
+        "reader = build_audit_reader(load_settings())\n"
+        "print(reader.count())\n"
+        "reader.close()\n"
     )
     counted = subprocess.run(
         [sys.executable, "-c", count_code], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False

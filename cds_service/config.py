@@ -2,13 +2,21 @@
 
 Everything else receives a :class:`Settings` (or the part of it it needs) as an argument, so tests build their own
 settings and never touch ``os.environ``.
+
+Each field declares its own parser (``_setting(default, parser)`` keeps it in the field's metadata): the parser
+turns the variable's text into the value or raises ValueError saying what is wrong, and :func:`load_settings`
+turns that into a :class:`ConfigurationError` naming the variable. The clinical thresholds live in the pure engine
+(:class:`ClinicalSettings`), which knows nothing of the environment, so their parsers are listed here in
+:data:`CLINICAL_PARSERS`. Checks across fields (the ionized interval) are in :func:`validate`.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,8 +24,165 @@ from cds_service.engine.settings import ClinicalSettings
 from cds_service.errors import ConfigurationError
 
 PREFIX = "MGCDS_"
+CLINICAL_PREFIX = f"{PREFIX}CLINICAL_"
 
 T = TypeVar("T")
+Parser = Callable[[str], Any]
+_PARSER_KEY = "mgcds.parser"
+
+# Algorithms a CDS Hooks JWT may use (spec: asymmetric only, ES384/RS384 recommended); never none or HMAC.
+ALLOWED_JWT_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LOINC = re.compile(r"^\d{1,7}-\d$")  # LOINC codes: digits, a hyphen, one check digit
+
+
+# --- parsers: text in, value out, ValueError saying what is wrong -------------------------------------------------
+
+
+def boolean(raw: str) -> bool:
+    """1/0, true/false, yes/no, on/off (empty is false)."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (1/0, true/false), got {raw!r}")
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """A parser of whole numbers within [minimum, maximum]."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(raw: str) -> float:
+    """A finite number above zero (timeouts, concentrations)."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a finite number above 0, got {raw!r}")
+    return value
+
+
+def text(raw: str) -> str:
+    """Any single-line text (a control character is a copy-paste accident, not a value)."""
+    if _CONTROL.search(raw):
+        raise ValueError("contains a control character (a newline or tab?)")
+    return raw
+
+
+def non_empty_text(raw: str) -> str:
+    """Single-line text that is not blank."""
+    value = text(raw).strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """A parser accepting one of ``allowed`` (case-insensitive, given back as listed)."""
+
+    def parse(raw: str) -> str:
+        for option in allowed:
+            if raw.strip().lower() == option.lower():
+                return option
+        raise ValueError(f"must be one of {', '.join(allowed)}, got {raw!r}")
+
+    return parse
+
+
+def comma_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated items, blanks dropped."""
+    return tuple(part.strip() for part in text(raw).split(",") if part.strip())
+
+
+def path(raw: str) -> Path:
+    """A file system path (``~`` expanded)."""
+    return Path(non_empty_text(raw)).expanduser()
+
+
+def optional_path(raw: str) -> Path | None:
+    """A path, or None when empty."""
+    return path(raw) if raw.strip() else None
+
+
+def http_url(raw: str) -> str:
+    """An absolute http(s) URL."""
+    value = non_empty_text(raw)
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in {"http", "https"} or not rest or rest.startswith("/"):
+        raise ValueError(f"expected an absolute http(s) URL, got {raw!r}")
+    return value
+
+
+def optional_http_url(raw: str) -> str:
+    """An absolute http(s) URL, or empty for none."""
+    return http_url(raw) if raw.strip() else ""
+
+
+def audit_url(raw: str) -> str:
+    """A SQLAlchemy URL of a SQLite or PostgreSQL audit store, or empty for the default SQLite file."""
+    value = text(raw).strip()
+    if not value:
+        return ""
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme.split("+", 1)[0].lower() not in {"sqlite", "postgresql", "postgres"}:
+        raise ValueError(f"expected a sqlite:// or postgresql:// URL, got {scheme + sep or value!r}")
+    return value
+
+
+def jwt_algorithms(raw: str) -> tuple[str, ...]:
+    """A non-empty comma-separated subset of the asymmetric JWT algorithms."""
+    names = tuple(name.upper() for name in comma_list(raw))
+    if not names:
+        raise ValueError("at least one algorithm is needed")
+    refused = [name for name in names if name not in ALLOWED_JWT_ALGORITHMS]
+    if refused:
+        raise ValueError(f"not allowed: {', '.join(refused)} (never none or HMAC)")
+    return names
+
+
+def log_level(raw: str) -> str:
+    """A logging level name."""
+    return choice(*LOG_LEVELS)(raw)
+
+
+def password_hash(raw: str) -> str:
+    """A werkzeug password hash (``scrypt:...$salt$hash``), or empty for none: never the password itself."""
+    value = text(raw).strip()
+    if not value:
+        return ""
+    method = value.split("$", 1)[0].split(":", 1)[0]
+    if value.count("$") != 2 or method not in {"scrypt", "pbkdf2"}:
+        raise ValueError("not a werkzeug password hash (make one with werkzeug.security.generate_password_hash)")
+    return value
+
+
+def loinc(raw: str) -> str:
+    """A LOINC code (``19123-9``)."""
+    value = raw.strip()
+    if not _LOINC.fullmatch(value):
+        raise ValueError(f"not a LOINC code, got {raw!r}")
+    return value
+
+
+def _setting(default: T, parser: Callable[[str], T]) -> T:
+    """A Settings field with its default and the parser of its variable."""
+    return field(default=default, metadata={_PARSER_KEY: parser})
 
 
 @dataclass(frozen=True)
@@ -25,51 +190,51 @@ class Settings:
     """All of MgCDS's configuration; build with :func:`load_settings` or directly in tests."""
 
     # Development mode: the only way to run without caller authentication (loud warning at start).
-    dev: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 2
-    threads: int = 4
+    dev: bool = _setting(False, boolean)
+    host: str = _setting("127.0.0.1", non_empty_text)
+    port: int = _setting(8080, integer(1, 65535))
+    workers: int = _setting(2, integer(1))
+    threads: int = _setting(4, integer(1))
     # Most connections one worker holds (gunicorn's worker_connections). Workers accept greedily: with few
     # long-lived keep-alive clients one worker may take them all while the other idles (docs/performance.md).
     # A cap at or just above the expected client count spreads them, but a client beyond the total waits for
     # a free slot, so the default stays gunicorn's.
-    worker_connections: int = 1000
-    log_level: str = "INFO"
+    worker_connections: int = _setting(1000, integer(1))
+    log_level: str = _setting("INFO", log_level)
     # The externally visible base URL of this service (behind a proxy too); JWT `aud` is checked against it.
-    public_base_url: str = "http://127.0.0.1:8080"
-    instance_path: Path = Path("instance")
+    public_base_url: str = _setting("http://127.0.0.1:8080", http_url)
+    instance_path: Path = _setting(Path("instance"), path)
     # Audit store: SQLAlchemy URL; empty means a SQLite file in the instance folder.
-    audit_url: str = ""
-    audit_spool_path: Path | None = None
-    audit_retention_days: int = 3650
+    audit_url: str = _setting("", audit_url)
+    audit_spool_path: Path | None = _setting(None, optional_path)
+    audit_retention_days: int = _setting(3650, integer(1))
     # Reviewer access to /audit: a bearer token, or basic auth with a password hash (werkzeug format).
-    reviewer_token: str = ""
-    reviewer_user: str = "reviewer"
-    reviewer_password_hash: str = ""
-    max_body_bytes: int = 5 * 1024 * 1024
-    cors_origins: tuple[str, ...] = ()
+    reviewer_token: str = _setting("", text)
+    reviewer_user: str = _setting("reviewer", non_empty_text)
+    reviewer_password_hash: str = _setting("", password_hash)
+    max_body_bytes: int = _setting(5 * 1024 * 1024, integer(1))
+    cors_origins: tuple[str, ...] = _setting((), comma_list)
     # FHIR client
-    fhir_timeout_seconds: float = 5.0
-    fhir_page_cap: int = 10
-    fhir_cache_ttl_seconds: int = 60
-    fhir_cache_size: int = 2048
-    fhir_max_concurrency: int = 8
-    fhir_max_entries: int = 5000
+    fhir_timeout_seconds: float = _setting(5.0, positive_number)
+    fhir_page_cap: int = _setting(10, integer(1))
+    fhir_cache_ttl_seconds: int = _setting(60, integer(0))
+    fhir_cache_size: int = _setting(2048, integer(1))
+    fhir_max_concurrency: int = _setting(8, integer(1))
+    fhir_max_entries: int = _setting(5000, integer(1))
     # Security
-    trusted_issuers: Path | None = None
-    jwt_algorithms: tuple[str, ...] = ("ES384", "RS384")
-    jwt_clock_skew_seconds: int = 60
-    jwks_cache_ttl_seconds: int = 300
+    trusted_issuers: Path | None = _setting(None, optional_path)
+    jwt_algorithms: tuple[str, ...] = _setting(("ES384", "RS384"), jwt_algorithms)
+    jwt_clock_skew_seconds: int = _setting(60, integer(0))
+    jwks_cache_ttl_seconds: int = _setting(300, integer(0))
     # Remote terminology (FHIR terminology server or RxNav); empty: local value sets only.
-    terminology_url: str = ""
-    terminology_kind: str = "fhir"
-    terminology_timeout_seconds: float = 2.0
-    terminology_cache_ttl_seconds: int = 86400
+    terminology_url: str = _setting("", optional_http_url)
+    terminology_kind: str = _setting("fhir", choice("fhir", "rxnav"))
+    terminology_timeout_seconds: float = _setting(2.0, positive_number)
+    terminology_cache_ttl_seconds: int = _setting(86400, integer(0))
     # Order hooks: how long an order-select card suppresses the same card at order-sign for the same draft.
-    order_session_ttl_seconds: int = 1800
+    order_session_ttl_seconds: int = _setting(1800, integer(0))
     # Benchmark only: mounts POST /bench/floor, the framework-cost floor of bench/run.py. Never on by default.
-    bench_floor: bool = False
+    bench_floor: bool = _setting(False, boolean)
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
 
     @property
@@ -89,86 +254,71 @@ class Settings:
         return replace(self, **changes)
 
 
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected a boolean (1/0, true/false), got {raw!r}")
-
-
-def _tuple(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _path(raw: str) -> Path:
-    return Path(raw).expanduser()
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "bool": _bool,
-    "int": int,
-    "float": float,
-    "str": str,
-    "tuple[str, ...]": _tuple,
-    "Path": _path,
-    "Path | None": _path,
+# The engine's thresholds (cds_service.engine.settings knows nothing of the environment): MGCDS_CLINICAL_<FIELD>.
+CLINICAL_PARSERS: Mapping[str, Parser] = {
+    "magnesium_window_days": integer(1),
+    "renal_window_days": integer(1),
+    "alcohol_window_days": integer(1),
+    "ionized_low_mmol_l": positive_number,
+    "ionized_high_mmol_l": positive_number,
+    "serum_mg_test_loinc": choice("19123-9", "2601-3"),
+    "ionized_mg_test_loinc": loinc,
+    "supplement_elemental_mg_per_day": integer(1),
 }
 
 
-def _parse(name: str, type_name: str, raw: str) -> Any:
-    parser = _PARSERS.get(type_name)
-    if parser is None:  # pragma: no cover - a programming error caught by the unit tests
-        raise ConfigurationError(f"no parser for setting type {type_name}")
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, the field it sets and that field's parser."""
+
+    name: str
+    attribute: str
+    parser: Parser
+    clinical: bool = False
+
+
+def _settings_fields() -> Iterator[Field[Any]]:
+    for f in fields(Settings):
+        if f.name != "clinical":
+            yield f
+
+
+def variables() -> list[Variable]:
+    """Every variable :func:`load_settings` reads, in declaration order."""
+    found = [Variable(f"{PREFIX}{f.name.upper()}", f.name, f.metadata[_PARSER_KEY]) for f in _settings_fields()]
+    for f in fields(ClinicalSettings):
+        parser = CLINICAL_PARSERS.get(f.name)
+        if parser is None:  # a new clinical threshold needs a parser here before it can be configured
+            raise ConfigurationError(f"no parser for {CLINICAL_PREFIX}{f.name.upper()} in CLINICAL_PARSERS")
+        found.append(Variable(f"{CLINICAL_PREFIX}{f.name.upper()}", f.name, parser, clinical=True))
+    return found
+
+
+def _parse(variable: Variable, raw: str) -> Any:
     try:
-        return parser(raw)
+        return variable.parser(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{PREFIX}{name.upper()}: {exc}") from exc
-
-
-def _load_dataclass(cls: type[T], environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name == "clinical":
-            continue
-        key = f"{prefix}{f.name.upper()}"
-        if key in environ:
-            values[f.name] = _parse(f.name, str(f.type), environ[key])
-    return values
+        raise ConfigurationError(f"{variable.name}: {exc}") from exc
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``MGCDS_*`` variables (clinical ones as ``MGCDS_CLINICAL_*``)."""
     env = os.environ if environ is None else environ
-    clinical = ClinicalSettings(**_load_dataclass(ClinicalSettings, env, f"{PREFIX}CLINICAL_"))
-    settings = Settings(clinical=clinical, **_load_dataclass(Settings, env, PREFIX))
+    values: dict[str, Any] = {}
+    clinical: dict[str, Any] = {}
+    for variable in variables():
+        if variable.name in env:
+            (clinical if variable.clinical else values)[variable.attribute] = _parse(variable, env[variable.name])
+    settings = Settings(clinical=ClinicalSettings(**clinical), **values)
     validate(settings)
     return settings
 
 
 def validate(settings: Settings) -> None:
-    """Reject settings that cannot work, with a message naming the variable."""
-    if not 0 < settings.port < 65536:
-        raise ConfigurationError(f"{PREFIX}PORT must be 1-65535, got {settings.port}")
-    if settings.worker_connections < 1:
-        raise ConfigurationError(f"{PREFIX}WORKER_CONNECTIONS must be at least 1")
-    if settings.max_body_bytes <= 0:
-        raise ConfigurationError(f"{PREFIX}MAX_BODY_BYTES must be positive")
-    if settings.fhir_timeout_seconds <= 0:
-        raise ConfigurationError(f"{PREFIX}FHIR_TIMEOUT_SECONDS must be positive")
-    if settings.fhir_page_cap < 1:
-        raise ConfigurationError(f"{PREFIX}FHIR_PAGE_CAP must be at least 1")
-    if settings.terminology_kind not in {"fhir", "rxnav"}:
-        raise ConfigurationError(f"{PREFIX}TERMINOLOGY_KIND must be 'fhir' or 'rxnav'")
-    bad_algs = [a for a in settings.jwt_algorithms if a not in {"ES384", "RS384", "ES256", "RS256"}]
-    if bad_algs:
-        raise ConfigurationError(f"{PREFIX}JWT_ALGORITHMS: not allowed: {', '.join(bad_algs)} (never none or HMAC)")
+    """Reject combinations of settings that cannot work, with a message naming the variables."""
     c = settings.clinical
     if not 0 < c.ionized_low_mmol_l < c.ionized_high_mmol_l:
-        raise ConfigurationError(f"{PREFIX}CLINICAL_IONIZED_LOW_MMOL_L must be below ..._HIGH_MMOL_L")
-    if c.serum_mg_test_loinc not in {"19123-9", "2601-3"}:
-        raise ConfigurationError(f"{PREFIX}CLINICAL_SERUM_MG_TEST_LOINC must be 19123-9 or 2601-3")
-    for name in ("magnesium_window_days", "renal_window_days", "alcohol_window_days"):
-        if getattr(c, name) <= 0:
-            raise ConfigurationError(f"{PREFIX}CLINICAL_{name.upper()} must be positive")
+        raise ConfigurationError(
+            f"{CLINICAL_PREFIX}IONIZED_LOW_MMOL_L must be below {CLINICAL_PREFIX}IONIZED_HIGH_MMOL_L "
+            f"(got {c.ionized_low_mmol_l} and {c.ionized_high_mmol_l})"
+        )

@@ -11,6 +11,7 @@ CDS Hooks answers in exactly one place, ``cds_service.api.errors``::
     |   +-- UnsupportedMediaType        415: body is not application/json
     |   +-- PayloadTooLarge             413: body over the configured limit
     |   +-- Unauthorized                401: missing or invalid caller JWT (generic body; reason only in the log)
+    |   |   +-- InvalidCallerToken      the CDS Hooks JWT failed a check (``reason`` names which)
     |   +-- FhirServerNotAllowed        400: fhirServer not allowlisted for the caller (no request is made)
     +-- PrerequisiteFailed              412: data the service needs could not be obtained (e.g. the Patient)
     +-- FhirError                       a FHIR server call failed (raised by the client edge, never by the engine)
@@ -20,7 +21,12 @@ CDS Hooks answers in exactly one place, ``cds_service.api.errors``::
     |   +-- FhirServerError             5xx
     |   +-- FhirBadResponse             not JSON, not FHIR, an OperationOutcome where a Bundle was expected
     +-- AuditStoreError                 the audit store cannot be written or read
+    +-- KeysUnavailable                 an issuer's JWKS could not be fetched or parsed (the caller then gets 401)
     +-- TerminologyError                a value set file is invalid, or a remote terminology call failed
+    +-- CommandError                    a CLI command cannot do what it was asked: one line on stderr, exit 1
+        +-- EvaluateError               ``mgcds evaluate``: the request, Bundle or server is unusable
+        +-- InvokeError                 ``mgcds invoke`` and the CDS client: bad input, or the service failed
+            +-- UnfillableTemplate      a prefetch template needs a token this request cannot fill
 
 Each exception's message is safe to show to the caller: it never contains tokens or patient data values.
 """
@@ -78,6 +84,19 @@ class Unauthorized(ClientError):
 
     status = 401
     error = "unauthorized"
+
+
+# What a 401 says, whatever the reason: telling a caller which check failed would help an attacker.
+GENERIC_UNAUTHORIZED = "invalid or missing CDS Hooks JWT"
+
+
+class InvalidCallerToken(Unauthorized):
+    """The caller's JWT was missing or invalid; ``reason`` says why (for log and audit, not the caller)."""
+
+    def __init__(self, reason: str, *, issuer: str | None = None) -> None:
+        super().__init__(GENERIC_UNAUTHORIZED)
+        self.reason = reason
+        self.issuer = issuer
 
 
 class FhirServerNotAllowed(ClientError):
@@ -145,5 +164,25 @@ class AuditStoreError(MgCDSError):
     """The audit store could not be reached or written."""
 
 
+class KeysUnavailable(MgCDSError):
+    """An issuer's JWK Set could not be fetched or parsed."""
+
+
 class TerminologyError(MgCDSError):
     """A value set is invalid, or a remote terminology lookup failed."""
+
+
+class CommandError(MgCDSError):
+    """A command of the ``mgcds`` CLI cannot do what it was asked; the message is the one line the user sees."""
+
+
+class EvaluateError(CommandError):
+    """The evaluate command's input is unusable."""
+
+
+class InvokeError(CommandError):
+    """A failure of ``mgcds invoke`` or the CDS client: bad input, an unreachable or failing service."""
+
+
+class UnfillableTemplate(InvokeError):
+    """A prefetch template uses a token this request cannot fill; the EHR then does not send that key."""

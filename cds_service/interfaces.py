@@ -1,24 +1,40 @@
 """The seams of MgCDS as Protocols (DESIGN.md principle 4), and what a hook is handed to do its work.
 
 Each external dependency is a small interface with a real implementation and a null or in-memory one; the app
-factory chooses which and injects it. Nothing here does I/O or imports a web framework.
+factory (``cds_service.factory``) chooses which and injects it. Nothing here does I/O or imports a web framework,
+a database driver or an HTTP client: the plain types the Protocols name live in modules that import none either.
 
 - FhirReader: ``cds_service.fhir.client.FhirClient``; null: a reader that has no server.
 - TerminologyService: ``terminology.Terminology`` with a remote lookup; in-memory: local value sets only.
-- AuditWriter and AuditReader: ``cds_service.audit`` (spool + SQL store); in-memory: ``cds_service.audit``'s.
+- AuditWriter: ``cds_service.audit.writer.SpoolingAuditWriter`` (spool + background drain into the SQL store);
+  in-memory: ``cds_service.audit.memory.InMemoryAuditLog``.
+- AuditReader: ``cds_service.audit.sqlread.SqlAuditReader`` (a read-only engine, no spool: reading cannot write);
+  in-memory: ``InMemoryAuditLog`` again (one object is both).
+- KeySource: ``cds_service.security.jwks.JwksSource`` (JWKS over HTTP or from a file, cached); in-memory:
+  ``cds_service.security.jwks.StaticKeySource``.
+- ReplayCache: ``cds_service.security.replay.SqlReplayCache`` (shared by workers); in-memory:
+  ``InMemoryReplayCache``.
+- Authenticator: ``cds_service.security.jwt_auth.JwtVerifier.verify``; null (development mode without a
+  registry): ``cds_service.factory.unauthenticated``.
+- FhirServerGuard: ``cds_service.security.fhir_allowlist.FhirServerPolicy``.
 - OrderSession: ``hooks.orders`` (a TTL memory of what order-select showed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from cds_service.audit.chain import ChainReport
+from cds_service.audit.model import CallFilter, StoredRecord, Summary
+from cds_service.audit.records import CallRecord, FeedbackCallRecord, FeedbackRecord
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.fhir.bundles import SearchResult
+from cds_service.security.identity import CallerIdentity
+from cds_service.security.keys import KeyLocation, VerificationKey
 from terminology.model import CodeRef, ConvertedQuantity, LabMatch, MedicationClassification
 
 T = TypeVar("T")
@@ -113,6 +129,113 @@ class OrderSession(Protocol):
 
     def was_shown(self, patient_id: str, draft: str, code: str) -> bool:
         """Whether that card was shown within the ordering session."""
+        ...
+
+
+class AuditWriter(Protocol):
+    """Makes audit records durable; the caller never waits for, or fails with, the database."""
+
+    def record_call(self, record: CallRecord) -> str:
+        """Record one service call (answered or refused); returns its record id."""
+        ...
+
+    def record_feedback(self, record: FeedbackRecord) -> str:
+        """Record one feedback item; the store links it to the call that issued the card."""
+        ...
+
+    def record_feedback_call(self, record: FeedbackCallRecord) -> str:
+        """Record one feedback call that was not answered 200."""
+        ...
+
+    def check_ready(self) -> None:
+        """Raise ``AuditStoreError`` unless records can reach the store now (readiness)."""
+        ...
+
+    def has_pending(self) -> bool:
+        """True while records wait for the store."""
+        ...
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every waiting record is stored; False if that did not happen within ``timeout``."""
+        ...
+
+    def replay(self) -> int:
+        """Store what waits now; returns how many were stored (raises ``AuditStoreError`` on an outage)."""
+        ...
+
+    def close(self) -> None:
+        """Stop writing after a last attempt to store what waits."""
+        ...
+
+
+class AuditReader(Protocol):
+    """Reads the audit log back (review page, CLI, export); it has no way to write."""
+
+    def verify(self) -> ChainReport:
+        """Walk the hash chain; the report names the first broken link."""
+        ...
+
+    def count(self) -> int:
+        """How many records are stored."""
+        ...
+
+    def get(self, record_id: str) -> StoredRecord | None:
+        """One stored record, or None."""
+        ...
+
+    def list_calls(self, filters: CallFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[StoredRecord], int]:
+        """A page of service calls matching ``filters`` (newest first) and the total matching."""
+        ...
+
+    def feedback_for(self, record_ids: Sequence[str]) -> dict[str, list[StoredRecord]]:
+        """The feedback records linked to each of these calls."""
+        ...
+
+    def summary(self, filters: CallFilter) -> Summary:
+        """Counts over the calls matching ``filters`` and their feedback."""
+        ...
+
+    def iter_records(self) -> Iterator[StoredRecord]:
+        """Every record in chain order."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class KeySource(Protocol):
+    """The public keys of trusted issuers (JWK Sets); fail closed: ``KeysUnavailable`` when they cannot be had."""
+
+    def find_key(self, location: KeyLocation, kid: str) -> VerificationKey | None:
+        """The key ``kid`` of the set at ``location`` (a JWKS URL or file), or None when the set has no such key."""
+        ...
+
+
+class ReplayCache(Protocol):
+    """Remembers each (issuer, jti) until the token expires."""
+
+    def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """Record the jti; True when it was already recorded and has not expired (a replay)."""
+        ...
+
+
+class Authenticator(Protocol):
+    """Verifies the caller's CDS Hooks JWT (raises ``Unauthorized``); None only in development mode without a
+    registry, where nobody is authenticated."""
+
+    def __call__(self, authorization_header: str | None, audience: str) -> CallerIdentity | None: ...
+
+
+class FhirServerGuard(Protocol):
+    """Decides whether we may contact a FHIR server for this caller (SSRF defence); raises to refuse."""
+
+    def check(self, fhir_server: str, caller: CallerIdentity | None) -> None:
+        """Raise ``FhirServerNotAllowed`` (or ``FhirUnreachable`` for a name that does not resolve) to refuse."""
+        ...
+
+    def check_redirect(self, from_url: str, to_url: str) -> None:
+        """Raise ``FhirServerNotAllowed`` when a redirect leaves the server."""
         ...
 
 

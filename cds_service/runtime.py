@@ -1,47 +1,28 @@
-"""The service's collaborators, built once by the app factory and handed to the hooks (DESIGN.md principle 4).
+"""The collaborators of one running service, built once by ``cds_service.factory`` (DESIGN.md principle 4).
 
-Each external dependency is an interface here with a real implementation chosen in ``create_app``; tests inject
-in-memory ones. Nothing in this module reads the environment.
+The API reads them from here; the hooks receive only their part (:class:`HookDeps`). Every field is typed by the
+seam it fills (``cds_service.interfaces``), so tests and tools swap in the in-memory implementations. Nothing in
+this module reads the environment.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
+from cds_service.audit.recorder import AuditRecorder
 from cds_service.config import Settings
-from cds_service.fhir.client import FhirClient
-from cds_service.interfaces import HookDeps
-
-
-class CallerIdentityLike(Protocol):
-    """Who called us, as the JWT proved it."""
-
-    @property
-    def issuer(self) -> str: ...
-
-    @property
-    def tenant(self) -> str | None: ...
-
-    @property
-    def subject(self) -> str | None: ...
-
-
-class Authenticator(Protocol):
-    """Verifies the caller's CDS Hooks JWT; returns None only in development mode without a registry."""
-
-    def __call__(self, authorization_header: str | None, audience: str) -> CallerIdentityLike | None: ...
-
-
-class FhirServerGuard(Protocol):
-    """Decides whether we may contact a FHIR server for this caller (SSRF defence); raises to refuse."""
-
-    def check(self, fhir_server: str, caller: Any) -> None: ...
-
-    def check_redirect(self, from_url: str, to_url: str) -> None: ...
+from cds_service.interfaces import (
+    AuditReader,
+    AuditWriter,
+    Authenticator,
+    Clock,
+    FhirReader,
+    FhirServerGuard,
+    HookDeps,
+    TerminologyService,
+)
 
 
 def utc_now() -> datetime:
@@ -54,31 +35,25 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
-    """Everything a hook needs besides the request."""
+    """Everything the HTTP layer needs besides the request."""
 
     settings: Settings
-    fhir_client: FhirClient
-    terminology: Any
+    fhir: FhirReader
+    terminology: TerminologyService
     authenticate: Authenticator
     fhir_guard: FhirServerGuard
-    audit_log: Any
-    clock: Callable[[], datetime] = utc_now
-    id_factory: Callable[[], str] = new_uuid
-    extras: dict[str, Any] = field(default_factory=dict)
-    hook_deps: HookDeps = field(init=False)
+    audit_writer: AuditWriter
+    audit_reader: AuditReader
+    recorder: AuditRecorder
+    hook_deps: HookDeps
+    clock: Clock
 
-    def __post_init__(self) -> None:
-        from hooks.orders import TtlOrderSession
-
-        # Rules page of this service: every card's source.url points there.
-        self.hook_deps = HookDeps(
-            fhir=self.fhir_client,
-            terminology=self.terminology,
-            clinical=self.settings.clinical,
-            clock=self.clock,
-            id_factory=self.id_factory,
-            order_session=TtlOrderSession(self.settings.order_session_ttl_seconds),
-            rules_url=self.settings.public_base_url.rstrip("/") + "/docs/clinical-rules",
-        )
+    def close(self) -> None:
+        """Stop the audit writer (after a last drain), then release the reader, FHIR connections and threads."""
+        self.audit_writer.close()
+        writer: object = self.audit_writer  # one in-memory log may be both: close it once
+        if self.audit_reader is not writer:
+            self.audit_reader.close()
+        self.fhir.close()

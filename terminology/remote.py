@@ -4,18 +4,22 @@ Consulted only for codes the local value sets do not know. Two real peers: the N
 (``/REST/rxcui/{code}/related.json?tty=IN+PIN``) and a FHIR terminology server (``CodeSystem/$lookup`` with
 ingredient properties, then ``ConceptMap/$translate``). Every call is time-boxed, answers are cached in a
 TTL cache keyed ``system|code``, and any failure yields ``None``: the caller falls back to text matching.
+
+requests and cachetools are imported when a lookup is built, not with this module: ``import terminology`` stays
+free of HTTP and caches for the pure code that only classifies codes locally.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
-
-import requests
-from cachetools import TTLCache
+from typing import TYPE_CHECKING, Any, Protocol
 
 from terminology.valuesets import RXNORM, canonical_system
+
+if TYPE_CHECKING:  # the names only: the modules load in _CachedLookup
+    import requests
+    from cachetools import TTLCache
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,10 @@ class _CachedLookup:
     def __init__(
         self, base_url: str, session: requests.Session, timeout: float, cache_ttl: float, cache_size: int = 4096
     ) -> None:
+        import requests
+        from cachetools import TTLCache
+
+        self._request_error = requests.RequestException
         self._base = base_url.rstrip("/")
         self._session = session
         self._timeout = timeout
@@ -59,7 +67,7 @@ class _CachedLookup:
         self.calls += 1
         try:
             answer = self._fetch(canonical_system(system) or system, code)
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        except (self._request_error, ValueError, KeyError, TypeError) as exc:
             # Fail OPEN: a terminology outage must not hide what the local sets and text matching still find.
             log.warning("remote terminology lookup failed for %s: %s", key, type(exc).__name__)
             answer = None

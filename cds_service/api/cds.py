@@ -6,13 +6,16 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 
+from cds_service.api.errors import error_answer
+from cds_service.audit.recorder import FeedbackCall, HookCall
 from cds_service.cdshooks import (
-    AnyHookRequest,
     CardsResponse,
     FeedbackRequest,
     HookMismatch,
@@ -22,16 +25,15 @@ from cds_service.cdshooks import (
 from cds_service.engine.vocabulary import Hook
 from cds_service.errors import (
     BadRequest,
-    ClientError,
     FhirError,
-    MgCDSError,
     NotFound,
     PayloadTooLarge,
     PrerequisiteFailed,
     UnsupportedMediaType,
 )
-from cds_service.runtime import CallerIdentityLike, Runtime
-from hooks import HookOutcome, ServiceRegistry
+from cds_service.runtime import Runtime
+from cds_service.security.identity import CallerIdentity
+from hooks import ServiceRegistry
 
 log = logging.getLogger("mgcds.api")
 
@@ -117,10 +119,8 @@ def _audience(service_id: str, suffix: str = "") -> str:
     return f"{base}/cds-services/{service_id}{suffix}"
 
 
-def _authenticate(service_id: str, suffix: str = "") -> CallerIdentityLike | None:
-    caller = _runtime().authenticate(request.headers.get("Authorization"), _audience(service_id, suffix))
-    g.mgcds_caller = caller
-    return caller
+def _authenticate(service_id: str, suffix: str = "") -> CallerIdentity | None:
+    return _runtime().authenticate(request.headers.get("Authorization"), _audience(service_id, suffix))
 
 
 @bp.get("/cds-services")
@@ -129,55 +129,65 @@ def discovery() -> Response:
     return jsonify({"services": _registry().discovery()})
 
 
-@bp.post("/cds-services/<service_id>")
-def invoke(service_id: str) -> tuple[Response, int]:
-    """Call a CDS service with a hook request; answer with cards."""
-    runtime = _runtime()
-    started = time.perf_counter()
-    service = _registry().get(service_id)
-    hook_request: AnyHookRequest | None = None
-    caller: CallerIdentityLike | None = None
+def _answer_recorded(
+    call: HookCall | FeedbackCall, view: Callable[[], ResponseReturnValue]
+) -> tuple[Response, str | None]:
+    """Run ``view``; an exception becomes its answer through the app's one error handler. Returns the response and
+    the error it answered (None for a success), having told ``call`` the status actually sent."""
+    error: str | None = None
     try:
-        if service is None:
-            raise NotFound(f"no CDS service with id {service_id!r}", field="id")
-        caller = _authenticate(service_id)
-        body = read_json_body()
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object (a CDS Hooks request)", field="body")
+        response = current_app.make_response(view())
+    except Exception as exc:
+        # The registered handlers (api/errors.py) make the answer, exactly as Flask would; handling it here means
+        # the audit record gets the status and error the client is about to receive.
+        response = current_app.make_response(current_app.handle_user_exception(exc))
+        answer = error_answer()
+        error = answer.describe() if answer is not None else f"{response.status_code}: {type(exc).__name__}"
+        if response.status_code >= 500:
+            error += f" ({type(exc).__name__})"  # our bug: the type says what to look for in the log
+        call.refused(response.status_code, error)
+    call.answered(response.status_code)
+    return response, error
+
+
+@bp.post("/cds-services/<service_id>")
+def invoke(service_id: str) -> Response:
+    """Call a CDS service with a hook request; answer with cards."""
+    with _runtime().recorder.hook_call(service_id) as call:
+        response, error = _answer_recorded(call, lambda: _invoke(service_id, call))
+        if error is not None:
+            _log_refused(call, error)
+        return response
+
+
+def _invoke(service_id: str, call: HookCall) -> tuple[Response, int]:
+    runtime = _runtime()
+    service = _registry().get(service_id)
+    if service is None:
+        raise NotFound(f"no CDS service with id {service_id!r}", field="id")
+    call.caller = _authenticate(service_id)
+    body = read_json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object (a CDS Hooks request)", field="body")
+    try:
+        hook_request = parse_hook_request(body, Hook(service.definition.hook))
+    except ValidationError as exc:
+        field, message = validation_message(exc)
+        raise BadRequest(message, field=field) from exc
+    except HookMismatch as exc:
+        raise BadRequest(f"{exc} (service {service_id!r})", field="hook") from exc
+    call.request = hook_request
+    if hook_request.fhirServer:
+        # Refuse before any outbound request is made (SSRF): the guard raises FhirServerNotAllowed.
         try:
-            hook_request = parse_hook_request(body, Hook(service.definition.hook))
-        except ValidationError as exc:
-            field, message = validation_message(exc)
-            raise BadRequest(message, field=field) from exc
-        except HookMismatch as exc:
-            raise BadRequest(f"{exc} (service {service_id!r})", field="hook") from exc
-        g.mgcds_hook_instance = hook_request.hookInstance
-        if hook_request.fhirServer:
-            # Refuse before any outbound request is made (SSRF): the guard raises FhirServerNotAllowed.
-            try:
-                runtime.fhir_guard.check(hook_request.fhirServer, caller)
-            except FhirError as exc:
-                # The guard resolves the host to vet its addresses; a name that does not resolve is a server we
-                # cannot reach: the spec's answer for unobtainable data is 412.
-                raise PrerequisiteFailed(f"fhirServer cannot be used: {exc.message}", cause="fhirServer") from exc
-        outcome = service.handle(hook_request, runtime.hook_deps)
-        response = CardsResponse.model_validate({"cards": outcome.cards})
-    except (ClientError, PrerequisiteFailed) as exc:
-        _record_failure(service_id, hook_request, caller, exc, started)
-        # The error code only: messages may name ids from the request; the audit log has the detail.
-        refused: dict[str, Any] = {
-            "event": "hook_refused",
-            "service_id": service_id[:100],
-            "status": exc.status,
-            "reason": exc.error,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-        if hook_request is not None:
-            refused["hookInstance"] = hook_request.hookInstance
-        log.info("hook refused", extra=refused)
-        raise
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    _record_call(service_id, hook_request, caller, outcome, 200, elapsed_ms)
+            runtime.fhir_guard.check(hook_request.fhirServer, call.caller)
+        except FhirError as exc:
+            # The guard resolves the host to vet its addresses; a name that does not resolve is a server we
+            # cannot reach: the spec's answer for unobtainable data is 412.
+            raise PrerequisiteFailed(f"fhirServer cannot be used: {exc.message}", cause="fhirServer") from exc
+    outcome = service.handle(hook_request, runtime.hook_deps)
+    response = CardsResponse.model_validate({"cards": outcome.cards})
+    call.outcome = outcome
     # Ids and timings only (DESIGN.md principle 9): never the patient, the values, the drugs or the tokens.
     log.info(
         "hook answered",
@@ -188,18 +198,38 @@ def invoke(service_id: str) -> tuple[Response, int]:
             "card_uuids": [card["uuid"] for card in outcome.cards],
             "card_count": len(outcome.cards),
             "status": 200,
-            "duration_ms": round(elapsed_ms, 1),
+            "duration_ms": round((time.perf_counter() - call.started) * 1000, 1),
         },
     )
     return jsonify(response.model_dump(mode="json", exclude_none=True)), 200
 
 
+def _log_refused(call: HookCall, error: str) -> None:
+    # The error code only: messages may name ids from the request; the audit log has the detail.
+    refused: dict[str, Any] = {
+        "event": "hook_refused",
+        "service_id": call.service_id[:100],
+        "status": call.status,
+        "reason": error.split(":", 1)[0],
+        "duration_ms": round((time.perf_counter() - call.started) * 1000, 1),
+    }
+    if call.request is not None:
+        refused["hookInstance"] = call.request.hookInstance
+    log.info("hook refused", extra=refused)
+
+
 @bp.post("/cds-services/<service_id>/feedback")
-def feedback(service_id: str) -> tuple[Response, int]:
+def feedback(service_id: str) -> Response:
     """Receive the clinician's feedback on cards (accepted or overridden)."""
+    with _runtime().recorder.feedback_call(service_id) as call:
+        response, _ = _answer_recorded(call, lambda: _feedback(service_id, call))
+        return response
+
+
+def _feedback(service_id: str, call: FeedbackCall) -> tuple[Response, int]:
     if _registry().get(service_id) is None:
         raise NotFound(f"no CDS service with id {service_id!r}", field="id")
-    caller = _authenticate(service_id, "/feedback")
+    call.caller = _authenticate(service_id, "/feedback")
     body = read_json_body()
     # Some EHRs send one feedback object instead of the spec's {"feedback": [...]}: accept both.
     if isinstance(body, dict) and "feedback" not in body and "card" in body:
@@ -207,9 +237,9 @@ def feedback(service_id: str) -> tuple[Response, int]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with a feedback array", field="body")
     parsed = parse_body(FeedbackRequest, body)
-    recorder = current_app.extensions["mgcds.audit_recorder"]
+    recorder = _runtime().recorder
     for item in parsed.feedback:
-        recorder.record_feedback(service_id, item, caller)
+        recorder.record_feedback(call, item)
     log.info(
         "feedback received",
         extra={
@@ -221,29 +251,3 @@ def feedback(service_id: str) -> tuple[Response, int]:
         },
     )
     return jsonify({"received": len(parsed.feedback)}), 200
-
-
-def _record_call(
-    service_id: str,
-    hook_request: AnyHookRequest | None,
-    caller: CallerIdentityLike | None,
-    outcome: HookOutcome,
-    status: int,
-    elapsed_ms: float,
-) -> None:
-    recorder = current_app.extensions["mgcds.audit_recorder"]
-    recorder.record_call(service_id, hook_request, caller, outcome, status, elapsed_ms, None)
-
-
-def _record_failure(
-    service_id: str,
-    hook_request: AnyHookRequest | None,
-    caller: CallerIdentityLike | None,
-    exc: MgCDSError,
-    started: float,
-) -> None:
-    status = int(getattr(exc, "status", 400))
-    error = f"{getattr(exc, 'error', 'error')}: {getattr(exc, 'message', str(exc))}"
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    recorder = current_app.extensions["mgcds.audit_recorder"]
-    recorder.record_call(service_id, hook_request, caller, None, status, elapsed_ms, error)

@@ -7,6 +7,7 @@ Anything unexpected is our bug: 500 with a generic body, logged with the request
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
@@ -25,8 +26,27 @@ def error_body(status: int, error: str, message: str, field: str | None = None) 
     return body
 
 
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """The error this request was answered with, as the handlers below made it (read by the audit recorder)."""
+
+    status: int
+    error: str
+    message: str
+
+    def describe(self) -> str:
+        """``error: message``, as the audit record keeps it."""
+        return f"{self.error}: {self.message}"
+
+
+def error_answer() -> ErrorAnswer | None:
+    """The error answer of the current request, if a handler below made one."""
+    answer: ErrorAnswer | None = g.get("mgcds_answer")
+    return answer
+
+
 def _answer(status: int, error: str, message: str, field: str | None = None) -> tuple[Response, int]:
-    g.mgcds_error = error
+    g.mgcds_answer = ErrorAnswer(status, error, message)
     return jsonify(error_body(status, error, message, field)), status
 
 

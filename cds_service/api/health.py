@@ -24,7 +24,8 @@ def readyz() -> tuple[Response, int]:
     """Ready to take calls: the audit store is reachable (every call must be recorded)."""
     runtime: Runtime = current_app.extensions["mgcds.runtime"]
     try:
-        runtime.audit_log.check_ready()
+        # The writer's view: can records reach the store now (not whether a reader could read it).
+        runtime.audit_writer.check_ready()
     except AuditStoreError as exc:
         log.warning("not ready: audit store: %s", exc)
         return jsonify({"status": "unavailable", "audit_store": "unreachable"}), 503

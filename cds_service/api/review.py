@@ -17,10 +17,10 @@ from flask import Blueprint, Response, abort, render_template, request, url_for
 from werkzeug.security import check_password_hash
 
 from cds_service.audit.chain import ChainReport
-from cds_service.audit.log import AuditLog
+from cds_service.audit.model import CallFilter, StoredRecord
 from cds_service.audit.records import AuditEventType, parse_moment
-from cds_service.audit.store import CallFilter
 from cds_service.errors import AuditStoreError
+from cds_service.interfaces import AuditReader
 
 log = logging.getLogger("mgcds.audit.review")
 
@@ -49,7 +49,7 @@ class _ChainStatusCache:
         self._report: ChainReport | None = None
         self._at = 0.0
 
-    def get(self, audit_log: AuditLog, *, fresh: bool) -> ChainReport:
+    def get(self, audit_log: AuditReader, *, fresh: bool) -> ChainReport:
         with self._lock:
             if fresh or self._report is None or time.monotonic() - self._at > _CHAIN_CACHE_SECONDS:
                 self._report = audit_log.verify()
@@ -105,7 +105,7 @@ def _filters_from_args() -> tuple[CallFilter, list[str]]:
 
 
 def create_review_blueprint(
-    audit_log: AuditLog, *, reviewer_token: str, reviewer_user: str, reviewer_password_hash: str
+    audit_log: AuditReader, *, reviewer_token: str, reviewer_user: str, reviewer_password_hash: str
 ) -> Blueprint:
     """The /audit blueprint, guarded by the reviewer credential (otherwise 401 with a basic challenge)."""
     bp = Blueprint(
@@ -180,7 +180,7 @@ def create_review_blueprint(
         if record is None or record.event_type != AuditEventType.SERVICE_CALL:
             abort(404)
         feedback = audit_log.feedback_for([record.record_id])[record.record_id]
-        by_card: dict[str, list[Any]] = {}
+        by_card: dict[str, list[StoredRecord]] = {}
         for item in feedback:
             by_card.setdefault(item.payload["card_uuid"], []).append(item)
         return render_template("audit/detail.html", call=record, feedback=feedback, by_card=by_card)

@@ -1,30 +1,12 @@
-"""The append-only, hash-chained audit log: see docs/audit.md."""
+"""The append-only, hash-chained audit log: see docs/audit.md.
 
-from __future__ import annotations
+Nothing is imported here, so that the plain data modules (``records``, ``model``, ``chain``) load without
+SQLAlchemy. Modules:
 
-from cds_service.audit.log import AuditLog, NullAuditLog, init_audit_store, open_audit_log
-from cds_service.audit.records import (
-    AuditEventType,
-    CallRecord,
-    CardRecord,
-    DataOrigin,
-    DataSourceRecord,
-    FeedbackOutcome,
-    FeedbackRecord,
-    ResourceUsed,
-)
-
-__all__ = [
-    "AuditEventType",
-    "AuditLog",
-    "CallRecord",
-    "CardRecord",
-    "DataOrigin",
-    "DataSourceRecord",
-    "FeedbackOutcome",
-    "FeedbackRecord",
-    "NullAuditLog",
-    "ResourceUsed",
-    "init_audit_store",
-    "open_audit_log",
-]
+- ``records``: what is recorded (CallRecord, FeedbackRecord, FeedbackCallRecord) and their JSON payloads;
+- ``model``: entries on their way, stored records, review filters and counts; ``chain``: the hash chain;
+- ``recorder``: turns one HTTP call into its record, whatever it was answered (in a ``finally``);
+- ``writer``: the real AuditWriter (spool + background drain); ``spool``: the local append-only file;
+- ``schema``, ``sqlwrite``, ``sqlread``, ``store``: the SQLite/PostgreSQL store (tables, appends, queries);
+- ``memory``: the in-memory AuditWriter and AuditReader; ``export``: FHIR AuditEvent and CSV.
+"""

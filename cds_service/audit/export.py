@@ -16,8 +16,8 @@ from typing import Any
 
 from fhir.resources.R4B.auditevent import AuditEvent
 
+from cds_service.audit.model import StoredRecord
 from cds_service.audit.records import AuditEventType
-from cds_service.audit.store import StoredRecord
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
@@ -160,6 +160,27 @@ def audit_event(record: StoredRecord, patients: Mapping[str, str | None]) -> dic
         ]
         entities.append(_record_entity(record, details))
         event["entity"] = entities
+    elif record.event_type == AuditEventType.FEEDBACK_CALL:
+        # A feedback call that was refused or failed: who sent it and what it was answered (no body was kept).
+        event = {
+            "resourceType": "AuditEvent",
+            "id": record.record_id,
+            "type": {"system": EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
+            "subtype": [{"system": MGCDS_EVENT, "code": "feedback-call", "display": "CDS feedback call not accepted"}],
+            "action": "C",
+            "recorded": record.occurred_at,
+            "outcome": _outcome(int(p["http_status"])),
+            "agent": _agents(p.get("sender"), ("AUT", "author (originator)"), p.get("issuer"), p["service_id"]),
+            "source": source,
+        }
+        if p.get("error"):
+            event["outcomeDesc"] = p["error"]
+        details = [
+            _detail("httpStatus", str(p["http_status"])),
+            _detail("latencyMs", str(p["latency_ms"])),
+            _detail("itemsRecorded", str(p.get("items_recorded", 0))),
+        ]
+        event["entity"] = [_record_entity(record, details)]
     else:
         patient_id = patients.get(record.linked_record_id or "")
         event = {

@@ -1,7 +1,8 @@
-"""What the audit log keeps: one record per service call and one per feedback item (issue 7 item 1).
+"""What the audit log keeps: one record per service call, one per feedback item, one per refused feedback call.
 
 The records are plain frozen dataclasses with no place for access tokens or JWTs: whatever the HTTP layer
-knows about credentials cannot reach the log because there is no field to put it in.
+knows about credentials cannot reach the log because there is no field to put it in. This module imports no
+database code: the seams in ``cds_service.interfaces`` name these types.
 """
 
 from __future__ import annotations
@@ -20,15 +21,9 @@ class AuditEventType(StrEnum):
 
     SERVICE_CALL = "service-call"
     FEEDBACK = "feedback"
-
-
-class DataOrigin(StrEnum):
-    """Where the data behind one prefetch key came from."""
-
-    PREFETCH = "prefetch"
-    FETCHED = "fetched"
-    ABSENT = "absent"  # the key was null in the prefetch and nothing was fetched
-    FAILED = "failed"
+    # A feedback call answered anything but 200 (refused: 400, 401, 404, 413, 415; or our 500). Feedback calls
+    # answered 200 are recorded as their items (FEEDBACK), one record each.
+    FEEDBACK_CALL = "feedback-call"
 
 
 class FeedbackOutcome(StrEnum):
@@ -107,6 +102,21 @@ class FeedbackRecord:
     outcome_timestamp: str
     issuer: str | None
     sender: str | None
+
+
+@dataclass(frozen=True)
+class FeedbackCallRecord:
+    """A feedback call that was not answered 200: who sent it, what it was answered, and why (never its body)."""
+
+    occurred_at: datetime
+    service_id: str
+    issuer: str | None
+    tenant: str | None
+    sender: str | None
+    http_status: int
+    latency_ms: float
+    error: str | None
+    items_recorded: int = 0  # feedback items already recorded when the call failed (0 when it was refused)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -199,6 +209,21 @@ def feedback_to_payload(record: FeedbackRecord) -> dict[str, Any]:
         "outcome_timestamp": record.outcome_timestamp,
         "issuer": record.issuer,
         "sender": record.sender,
+    }
+
+
+def feedback_call_to_payload(record: FeedbackCallRecord) -> dict[str, Any]:
+    """The JSON payload of a refused feedback call (what is hashed and stored)."""
+    return {
+        "occurred_at": format_timestamp(record.occurred_at),
+        "service_id": record.service_id,
+        "issuer": record.issuer,
+        "tenant": record.tenant,
+        "sender": record.sender,
+        "http_status": record.http_status,
+        "latency_ms": record.latency_ms,
+        "error": record.error,
+        "items_recorded": record.items_recorded,
     }
 
 

@@ -17,10 +17,9 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+from cds_service.audit.model import PendingEntry
 from cds_service.audit.records import AuditEventType
-from cds_service.audit.store import PendingEntry
 from cds_service.errors import AuditStoreError
 
 log = logging.getLogger("mgcds.audit")
@@ -30,6 +29,7 @@ _COMMON = ("record_id", "event_type", "occurred_at", "service_id")
 _REQUIRED = {
     AuditEventType.SERVICE_CALL.value: _COMMON,
     AuditEventType.FEEDBACK.value: (*_COMMON, "card_uuid"),
+    AuditEventType.FEEDBACK_CALL.value: _COMMON,
 }
 
 
@@ -132,7 +132,7 @@ class Spool:
         append: Callable[[Sequence[PendingEntry]], int],
         *,
         batch: int = 200,
-        known: Callable[[str, Any], PendingEntry | None] | None = None,
+        known: Callable[[str, PendingEntry | None], PendingEntry | None] | None = None,
     ) -> int:
         """Feed every waiting record to ``append`` in order; returns how many were stored.
 
@@ -150,7 +150,7 @@ class Spool:
         path: Path,
         append: Callable[[Sequence[PendingEntry]], int],
         batch: int,
-        known: Callable[[str, Any], PendingEntry | None] | None = None,
+        known: Callable[[str, PendingEntry | None], PendingEntry | None] | None = None,
     ) -> int:
         try:
             fd = os.open(path, os.O_RDONLY)

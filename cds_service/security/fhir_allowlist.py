@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
 from cds_service.errors import FhirServerNotAllowed, FhirUnreachable
+from cds_service.security.identity import CallerIdentity
 from cds_service.security.issuers import IssuerRegistry
-from cds_service.security.jwt_auth import CallerIdentity
 
 MAX_URL_CHARS = 2048
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -19,242 +19,33 @@ never the token):
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import cachetools
 import jwt
-import requests
-import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.exceptions import PyJWKError, PyJWTError
+from jwt.exceptions import PyJWTError
 
-from cds_service.errors import ConfigurationError, Unauthorized
+from cds_service.config import ALLOWED_JWT_ALGORITHMS
+from cds_service.errors import GENERIC_UNAUTHORIZED, ConfigurationError, InvalidCallerToken, KeysUnavailable
+from cds_service.interfaces import KeySource, ReplayCache
+from cds_service.security.identity import CallerIdentity
 from cds_service.security.issuers import IssuerConfig, IssuerRegistry
+from cds_service.security.keys import KeyLocation, PublicKey, VerificationKey
+from cds_service.security.replay import MAX_JTI_CHARS
 
 logger = logging.getLogger(__name__)
 
-GENERIC_MESSAGE = "invalid or missing CDS Hooks JWT"
-SUPPORTED_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
+GENERIC_MESSAGE = GENERIC_UNAUTHORIZED
+SUPPORTED_ALGORITHMS = ALLOWED_JWT_ALGORITHMS
 DEFAULT_ALGORITHMS = ("ES384", "RS384")
 _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1"}
 MIN_RSA_BITS = 2048
 MAX_TOKEN_CHARS = 16 * 1024
-MAX_JWKS_BYTES = 256 * 1024
-MAX_JTI_CHARS = 512
 
-KeyLocation = str | Path  # a JWKS URL, or a JWKS file path
-
-
-class InvalidCallerToken(Unauthorized):
-    """The caller's JWT was missing or invalid; ``reason`` says why (for log and audit, not the caller)."""
-
-    def __init__(self, reason: str, *, issuer: str | None = None) -> None:
-        super().__init__(GENERIC_MESSAGE)
-        self.reason = reason
-        self.issuer = issuer
-
-
-class JwksUnavailable(Exception):
-    """A JWKS could not be fetched or parsed."""
-
-
-@dataclass(frozen=True)
-class CallerIdentity:
-    """Who called: the verified issuer and the claims the rest of the service may use."""
-
-    issuer: str
-    subject: str | None
-    tenant: str | None
-    jti: str
-    key_id: str | None
-
-
-@dataclass(frozen=True)
-class VerificationKey:
-    """A parsed public key with the ``alg`` its JWK declared (None when the JWK names none)."""
-
-    jwk: jwt.PyJWK
-    declared_alg: str | None
-
-
-def _parse_jwks(document: Any) -> dict[str, VerificationKey]:
-    """Signature keys of a JWK Set by kid; keys without kid, for encryption or unusable are skipped."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
-        raise JwksUnavailable("not a JWK Set (no 'keys' array)")
-    keys: dict[str, VerificationKey] = {}
-    for entry in document["keys"]:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("kid"), str):
-            continue
-        if entry.get("use", "sig") != "sig":
-            continue
-        try:
-            declared = entry.get("alg")
-            keys[entry["kid"]] = VerificationKey(
-                jwt.PyJWK(dict(entry)), declared if isinstance(declared, str) else None
-            )
-        except (PyJWKError, ValueError, TypeError):
-            continue
-    return keys
-
-
-class JwksSource:
-    """Fetches and caches JWK Sets (URL or file); refreshes on an unknown kid at most once per interval."""
-
-    def __init__(
-        self,
-        session: requests.Session | None = None,
-        *,
-        timeout_seconds: float = 5.0,
-        ttl_seconds: float = 300.0,
-        min_refresh_interval_seconds: float = 60.0,
-        max_locations: int = 64,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._session = session or requests.Session()
-        self._timeout = timeout_seconds
-        self._min_refresh = min_refresh_interval_seconds
-        self._clock = clock
-        self._cache: cachetools.TTLCache[KeyLocation, dict[str, VerificationKey]] = cachetools.TTLCache(
-            maxsize=max_locations, ttl=ttl_seconds, timer=clock
-        )
-        self._last_fetch: dict[KeyLocation, float] = {}
-        self._lock = threading.Lock()
-        self.fetch_count = 0
-
-    def _load(self, location: KeyLocation) -> dict[str, VerificationKey]:
-        self.fetch_count += 1
-        self._last_fetch[location] = self._clock()
-        if isinstance(location, Path):
-            try:
-                return _parse_jwks(json.loads(location.read_text(encoding="utf-8")))
-            except (OSError, ValueError) as exc:
-                raise JwksUnavailable(f"cannot read JWKS file: {exc}") from exc
-        try:
-            # No redirects: an allowlisted JWKS URL must not bounce us to a host nobody allowlisted.
-            response = self._session.get(
-                location,
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-                headers={"Accept": "application/json"},
-            )
-            with response:
-                if response.status_code != 200:
-                    raise JwksUnavailable(f"JWKS URL answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_content(chunk_size=16 * 1024):
-                    body.extend(chunk)
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise JwksUnavailable("JWKS document too large")
-        except requests.RequestException as exc:
-            raise JwksUnavailable(f"JWKS URL unreachable: {type(exc).__name__}") from exc
-        try:
-            return _parse_jwks(json.loads(body))
-        except ValueError as exc:
-            raise JwksUnavailable("JWKS document is not JSON") from exc
-
-    def find_key(self, location: KeyLocation, kid: str) -> VerificationKey | None:
-        """The key with this kid: fetch the set if not cached, refresh once (rate-limited) on unknown kid."""
-        # Fail closed: when keys cannot be fetched, JwksUnavailable propagates and the caller is rejected.
-        with self._lock:
-            keys = self._cache.get(location)
-            if keys is None:
-                keys = self._load(location)
-                self._cache[location] = keys
-                return keys.get(kid)
-            if kid in keys:
-                return keys[kid]
-            last = self._last_fetch.get(location)
-            if last is not None and self._clock() - last < self._min_refresh:
-                return None
-            keys = self._load(location)
-            self._cache[location] = keys
-            return keys.get(kid)
-
-
-class ReplayCache(Protocol):
-    """Remembers each (issuer, jti) until the token expires."""
-
-    def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
-        """Record the jti; True when it was already recorded and has not expired (a replay)."""
-        ...
-
-
-class InMemoryReplayCache:
-    """A per-process replay cache (one worker; with several workers use :class:`SqlReplayCache`)."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.time, purge_every: int = 1024) -> None:
-        self._clock = clock
-        self._entries: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-        self._purge_every = purge_every
-        self._calls = 0
-
-    def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
-        """Record the jti; True when it was already recorded and has not expired (a replay)."""
-        now = self._clock()
-        with self._lock:
-            self._calls += 1
-            if self._calls % self._purge_every == 0:
-                self._entries = {key: exp for key, exp in self._entries.items() if exp >= now}
-            key = (issuer, jti)
-            previous = self._entries.get(key)
-            if previous is not None and previous >= now:
-                return True
-            self._entries[key] = expires_at
-            return False
-
-
-class SqlReplayCache:
-    """A replay cache in a database table, shared by every worker and instance (PostgreSQL or SQLite)."""
-
-    def __init__(
-        self,
-        engine: sa.Engine,
-        *,
-        table_name: str = "mgcds_jwt_replay",
-        clock: Callable[[], float] = time.time,
-        purge_every: int = 256,
-    ) -> None:
-        self._engine = engine
-        self._clock = clock
-        self._purge_every = purge_every
-        self._calls = 0
-        metadata = sa.MetaData()
-        self._table = sa.Table(
-            table_name,
-            metadata,
-            sa.Column("issuer", sa.String(2048), primary_key=True),
-            sa.Column("jti", sa.String(MAX_JTI_CHARS), primary_key=True),
-            sa.Column("expires_at", sa.Float, nullable=False, index=True),
-        )
-        metadata.create_all(engine, checkfirst=True)
-
-    def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
-        """Record the jti; True when it was already recorded and has not expired (a replay)."""
-        now = self._clock()
-        table = self._table
-        self._calls += 1
-        # Fail closed: a database error propagates (the caller answers 401/500), never "not seen".
-        try:
-            with self._engine.begin() as conn:
-                if self._calls % self._purge_every == 0:
-                    conn.execute(sa.delete(table).where(table.c.expires_at < now))
-                conn.execute(
-                    sa.delete(table).where(table.c.issuer == issuer, table.c.jti == jti, table.c.expires_at < now)
-                )
-                # The primary key makes the insert the atomic test-and-set across workers.
-                conn.execute(sa.insert(table).values(issuer=issuer, jti=jti, expires_at=expires_at))
-        except sa.exc.IntegrityError:
-            return True
-        return False
+__all__ = ["GENERIC_MESSAGE", "CallerIdentity", "InvalidCallerToken", "JwtVerifier"]
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float | None:
@@ -272,7 +63,7 @@ class JwtVerifier:
         registry: IssuerRegistry,
         *,
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
-        jwks: JwksSource,
+        jwks: KeySource,
         replay_cache: ReplayCache,
         clock_skew_seconds: int = 60,
         clock: Callable[[], float] = time.time,
@@ -329,7 +120,7 @@ class JwtVerifier:
         location = self._key_location(config, header.get("jku", None))
         try:
             jwk = self._jwks.find_key(location, kid)
-        except JwksUnavailable as exc:
+        except KeysUnavailable as exc:
             raise InvalidCallerToken(f"issuer keys unavailable: {exc}", issuer=issuer) from exc
         if jwk is None:
             raise InvalidCallerToken("unknown kid (after refresh)", issuer=issuer)
@@ -396,12 +187,10 @@ class JwtVerifier:
         raise InvalidCallerToken("no jku and no configured JWKS for issuer", issuer=config.issuer)
 
     @staticmethod
-    def _key_for(verification_key: VerificationKey, alg: str, issuer: str) -> Any:
+    def _key_for(verification_key: VerificationKey, alg: str, issuer: str) -> PublicKey:
         if verification_key.declared_alg is not None and verification_key.declared_alg != alg:
             raise InvalidCallerToken("key's alg does not match the token's", issuer=issuer)
-        key = verification_key.jwk.key
-        if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-            key = key.public_key()
+        key = verification_key.key
         if alg.startswith("ES"):
             if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _EC_CURVES[alg]:
                 raise InvalidCallerToken("key type or curve does not fit alg", issuer=issuer)

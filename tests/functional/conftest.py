@@ -41,9 +41,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     """The app, as `mgcds serve --dev` builds it, with a fixed clock."""
     application = create_app(settings, clock=lambda: EXAMPLE_NOW)
     yield application
-    runtime = application.extensions["mgcds.runtime"]
-    runtime.audit_log.close()
-    runtime.fhir_client.close()
+    application.extensions["mgcds.runtime"].close()
 
 
 @pytest.fixture

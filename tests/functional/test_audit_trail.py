@@ -8,17 +8,15 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_service.audit.log import AuditLog
 from tests.functional.conftest import load_example
+from tests.support.audit import runtime_of, stored_records
 from tests.support.fhir_peer import FhirPeer
 
 PV = "/cds-services/mg-patient-view"
 
 
 def records(app: Flask) -> list[Any]:
-    audit: AuditLog = app.extensions["mgcds.runtime"].audit_log
-    assert audit.flush(10)
-    return list(audit.iter_records())
+    return stored_records(app)
 
 
 def test_a_call_is_recorded_with_its_sources_assessment_and_cards(app: Flask, client: FlaskClient) -> None:
@@ -107,4 +105,4 @@ def test_feedback_is_linked_to_the_call_that_issued_the_card(app: Flask, client:
     assert linked.payload["override_reason"]["code"] == "patient-declined"
     assert linked.payload["user_comment"] == "will test next visit"
     assert unlinked.linked_record_id is None
-    assert app.extensions["mgcds.runtime"].audit_log.verify().ok
+    assert runtime_of(app).audit_reader.verify().ok

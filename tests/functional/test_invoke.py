@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cds_service.invoke import main
+from cds_service.cli.invoke import main
 from tests.integration.conftest import PATIENTS_DIR, FhirTestServer
 from tests.integration.conftest import fault_proxy as fault_proxy  # noqa: PLC0414 - re-exported pytest fixture
 from tests.integration.conftest import fhir_server as fhir_server  # noqa: PLC0414 - re-exported pytest fixture

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from cds_service.api.review import create_review_blueprint
-from cds_service.audit.log import AuditLog, init_audit_store, open_audit_log
-from tests.unit.audit.helpers import make_call, make_card, make_feedback
+from cds_service.audit.store import SqlAuditStore
+from tests.unit.audit.helpers import AuditPair, make_call, make_card, make_feedback, sqlite_pair
 
 TOKEN = "reviewer-token-0123456789abcdef"
 USER = "auditor"
@@ -23,17 +23,15 @@ EHR_JWT = "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2VociJ9.c2l
 
 
 @pytest.fixture
-def audit_log(tmp_path: Path) -> Iterator[AuditLog]:
-    """A SQLite audit log with three calls (one with feedback, one with a hostile summary)."""
-    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    init_audit_store(url)
-    log = open_audit_log(url, tmp_path / "spool.jsonl", asynchronous=False)
-    yield log
-    log.close()
+def audit_log(tmp_path: Path) -> Iterator[AuditPair]:
+    """A SQLite audit log: its writer, and the read-only reader the page is given."""
+    pair = sqlite_pair(tmp_path)
+    yield pair
+    pair.close()
 
 
 @pytest.fixture
-def records(audit_log: AuditLog) -> dict[str, str]:
+def records(audit_log: AuditPair) -> dict[str, str]:
     """Record ids by name."""
     a = make_call(patient_id="pat-A", cards=(make_card("supplement-organic", indicator="warning"),))
     b = make_call(patient_id="pat-B", minutes=3)
@@ -42,18 +40,19 @@ def records(audit_log: AuditLog) -> dict[str, str]:
         minutes=6,
         cards=(make_card("test-serum-mg", summary="<script>alert(1)</script>"),),
     )
-    ids = {"a": audit_log.record_call(a), "b": audit_log.record_call(b), "evil": audit_log.record_call(evil)}
-    ids["fb"] = audit_log.record_feedback(make_feedback(a.cards[0].uuid, "overridden"))
+    writer = audit_log.writer
+    ids = {"a": writer.record_call(a), "b": writer.record_call(b), "evil": writer.record_call(evil)}
+    ids["fb"] = writer.record_feedback(make_feedback(a.cards[0].uuid, "overridden"))
     return ids
 
 
 @pytest.fixture
-def client(audit_log: AuditLog) -> FlaskClient:
+def client(audit_log: AuditPair) -> FlaskClient:
     """A small app with just the review blueprint."""
     app = Flask(__name__)
     app.register_blueprint(
         create_review_blueprint(
-            audit_log,
+            audit_log.reader,
             reviewer_token=TOKEN,
             reviewer_user=USER,
             reviewer_password_hash=generate_password_hash(PASSWORD),
@@ -95,10 +94,12 @@ def test_token_in_query_string_does_not_open_it(client: FlaskClient) -> None:
     assert client.get(f"/audit/?access_token={TOKEN}").status_code == 401
 
 
-def test_no_credential_configured_means_closed(audit_log: AuditLog) -> None:
+def test_no_credential_configured_means_closed(audit_log: AuditPair) -> None:
     app = Flask(__name__)
     app.register_blueprint(
-        create_review_blueprint(audit_log, reviewer_token="", reviewer_user="reviewer", reviewer_password_hash="")
+        create_review_blueprint(
+            audit_log.reader, reviewer_token="", reviewer_user="reviewer", reviewer_password_hash=""
+        )
     )
     client = app.test_client()
     assert client.get("/audit/", headers={"Authorization": "Bearer "}).status_code == 401
@@ -179,8 +180,8 @@ def test_unknown_or_feedback_record_is_404(client: FlaskClient, records: dict[st
     assert client.get(f"/audit/calls/{records['fb']}", headers=BEARER).status_code == 404
 
 
-def test_pagination(client: FlaskClient, audit_log: AuditLog) -> None:
-    ids = [audit_log.record_call(make_call(patient_id=f"p{i:02d}", minutes=i)) for i in range(30)]
+def test_pagination(client: FlaskClient, audit_log: AuditPair) -> None:
+    ids = [audit_log.writer.record_call(make_call(patient_id=f"p{i:02d}", minutes=i)) for i in range(30)]
     first = client.get("/audit/", headers=BEARER).get_data(as_text=True)
     second = client.get("/audit/?page=2", headers=BEARER).get_data(as_text=True)
     assert ids[-1] in first  # newest first
@@ -189,18 +190,21 @@ def test_pagination(client: FlaskClient, audit_log: AuditLog) -> None:
     assert "page 2 of 2" in second
 
 
-def test_chain_page_reports_a_broken_chain(client: FlaskClient, records: dict[str, str], audit_log: AuditLog) -> None:
+def test_chain_page_reports_a_broken_chain(client: FlaskClient, records: dict[str, str], audit_log: AuditPair) -> None:
     from sqlalchemy import text
 
-    with audit_log.store.engine.begin() as conn:
+    tamperer = SqlAuditStore(audit_log.url)
+    with tamperer.engine.begin() as conn:
         conn.execute(text("DELETE FROM mgcds_audit_records WHERE seq = 2"))
+    tamperer.close()
     page = client.get("/audit/chain", headers=BEARER).get_data(as_text=True)
     assert "chain BROKEN at record #3" in page
 
 
-def test_store_outage_is_503(client: FlaskClient, audit_log: AuditLog) -> None:
-    audit_log.store.engine.dispose()
-    Path(str(audit_log.store.engine.url.database)).unlink()
+def test_store_outage_is_503(client: FlaskClient, audit_log: AuditPair) -> None:
+    audit_log.reader.engine.dispose()
+    audit_log.writer.store.dispose()
+    (audit_log.spool_path.parent / "audit.sqlite3").unlink()
     response = client.get("/audit/", headers=BEARER)
     assert response.status_code == 503
     assert "Audit store unavailable" in response.get_data(as_text=True)

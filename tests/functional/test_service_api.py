@@ -345,7 +345,7 @@ def test_cors_preflight_for_an_allowed_origin(tmp_path: Any) -> None:
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
     other = client.options(PV, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in other.headers
-    app.extensions["mgcds.runtime"].audit_log.close()
+    app.extensions["mgcds.runtime"].close()
 
 
 def test_health_and_readiness(client: FlaskClient) -> None:

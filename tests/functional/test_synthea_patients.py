@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from cds_service import create_app
+from cds_service.cli.evaluate import request_from_bundle
 from cds_service.config import Settings
-from cds_service.evaluate import request_from_bundle
 from tests.conftest import load_json, shared_path
 
 # (file prefix, now, eGFR, eGFR source, MDS [min, max], group, recommendation codes) - from the .md table.
@@ -47,8 +47,7 @@ def app_at(tmp_path: Path) -> Iterator[Any]:
 
     yield build
     for app in apps:
-        app.extensions["mgcds.runtime"].audit_log.close()
-        app.extensions["mgcds.runtime"].fhir_client.close()
+        app.extensions["mgcds.runtime"].close()
 
 
 @pytest.mark.parametrize(("prefix", "now", "egfr", "mds", "group", "codes"), CASES, ids=[c[0] for c in CASES])
@@ -71,7 +70,7 @@ def test_synthea_patient_view(
 def test_synthea_assessment(
     prefix: str, now: datetime, egfr: int, mds: list[int], group: str, codes: list[str]
 ) -> None:
-    from cds_service.evaluate import evaluate_request
+    from cds_service.cli.evaluate import evaluate_request
 
     outcome = evaluate_request(request_from_bundle(_bundle(prefix), None, "patient-view"), Settings(dev=True), now=now)
     assessment = outcome.assessment

@@ -8,6 +8,7 @@ from typing import Any
 from cds_service import create_app
 from cds_service.config import Settings
 from tests.functional.conftest import EXAMPLE_NOW, load_example
+from tests.support.audit import stored_records
 from tests.support.fhir_peer import FhirPeer
 
 PV = "/cds-services/mg-patient-view"
@@ -21,9 +22,7 @@ RELATED = {
 
 
 def _diuretic_points(app: Any) -> list[int]:
-    audit = app.extensions["mgcds.runtime"].audit_log
-    assert audit.flush(10)
-    [record] = [r for r in audit.iter_records() if r.event_type == "service-call"]
+    [record] = [r for r in stored_records(app) if r.event_type == "service-call"]
     component = next(c for c in record.payload["assessment"]["mds"]["components"] if c["name"] == "diuretic")
     points: list[int] = component["points"]
     return points
@@ -64,12 +63,12 @@ def test_unknown_product_code_is_resolved_by_the_configured_rxnav(tmp_path: Path
     app = create_app(with_remote, clock=lambda: EXAMPLE_NOW)
     assert app.test_client().post(PV, json=request).status_code == 200
     assert _diuretic_points(app) == [1, 1]
-    app.extensions["mgcds.runtime"].audit_log.close()
+    app.extensions["mgcds.runtime"].close()
 
     local_only = create_app(Settings(dev=True, instance_path=tmp_path / "b"), clock=lambda: EXAMPLE_NOW)
     assert local_only.test_client().post(PV, json=request).status_code == 200
     assert _diuretic_points(local_only) == [0, 0], "an unknown code, with no remote lookup, is not a diuretic"
-    local_only.extensions["mgcds.runtime"].audit_log.close()
+    local_only.extensions["mgcds.runtime"].close()
 
 
 def test_a_referenced_medication_is_read_from_the_fhir_server(app: Any, fhir_peer: FhirPeer) -> None:

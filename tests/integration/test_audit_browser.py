@@ -16,9 +16,8 @@ from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
 from cds_service.api.review import create_review_blueprint
-from cds_service.audit.log import AuditLog, init_audit_store, open_audit_log
 from tests.conftest import PROJECT_ROOT
-from tests.unit.audit.helpers import make_call, make_card, make_feedback
+from tests.unit.audit.helpers import AuditPair, make_call, make_card, make_feedback, sqlite_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -29,11 +28,10 @@ PASSWORD = "a long reviewer passphrase"
 
 
 @pytest.fixture
-def audit_log(tmp_path: Path) -> Iterator[AuditLog]:
+def audit_log(tmp_path: Path) -> Iterator[AuditPair]:
     """A SQLite audit log with calls for three patients, one card overridden and one accepted."""
-    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    init_audit_store(url)
-    log = open_audit_log(url, tmp_path / "spool.jsonl", asynchronous=False)
+    pair = sqlite_pair(tmp_path)
+    log = pair.writer
     a = make_call(
         patient_id="pat-anna",
         cards=(
@@ -50,17 +48,17 @@ def audit_log(tmp_path: Path) -> Iterator[AuditLog]:
     log.record_call(b)
     log.record_feedback(make_feedback(b.cards[0].uuid, "accepted", minutes=12, accepted=b.cards[0].suggestion_uuids))
     log.record_call(make_call(patient_id="pat-carl", minutes=20, cards=()))
-    yield log
-    log.close()
+    yield pair
+    pair.close()
 
 
 @pytest.fixture
-def server(audit_log: AuditLog) -> Iterator[str]:
+def server(audit_log: AuditPair) -> Iterator[str]:
     """The review blueprint served on 127.0.0.1 by werkzeug in a thread."""
     app = Flask(__name__)
     app.register_blueprint(
         create_review_blueprint(
-            audit_log,
+            audit_log.reader,
             reviewer_token="",
             reviewer_user=USER,
             reviewer_password_hash=generate_password_hash(PASSWORD),

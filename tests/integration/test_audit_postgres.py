@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.audit.log import init_audit_store, open_audit_log
 from cds_service.audit.spool import parse_line
-from cds_service.audit.store import SqlAuditStore
+from cds_service.audit.store import SqlAuditStore, init_audit_store
+from cds_service.audit.writer import open_audit_writer
 from tests.conftest import PROJECT_ROOT
-from tests.unit.audit.helpers import make_call, postgres_schema
+from tests.unit.audit.helpers import make_call, open_pair, postgres_schema
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,11 +32,11 @@ WRITER = textwrap.dedent(
     import os, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from cds_service.audit.log import open_audit_log
+    from cds_service.audit.writer import open_audit_writer
     from tests.unit.audit.helpers import make_call
 
     url, spool, count, acks = sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    log = open_audit_log(url, spool, asynchronous=True)
+    log = open_audit_writer(url, spool, asynchronous=True)
     with open(acks, "a", encoding="utf-8") as ack:
         for i in range(count):
             record_id = log.record_call(make_call(patient_id=f"w{os.getpid()}-{i}", cards=()))
@@ -150,7 +150,7 @@ def test_writer_killed_mid_stream_loses_nothing(crash_store_url: str, writer_scr
         store = SqlAuditStore(crash_store_url)
         assert store.verify().ok  # a kill at any moment leaves a valid chain
         store.dispose()
-        log = open_audit_log(crash_store_url, spool, asynchronous=False)
+        log = open_audit_writer(crash_store_url, spool, asynchronous=False)
         log.replay()
         log.close()
         stored = _stored_ids(crash_store_url)
@@ -175,21 +175,38 @@ def test_writer_killed_mid_stream_loses_nothing(crash_store_url: str, writer_scr
 @pytest.mark.postgres
 def test_postgres_outage_spools_and_replays(pg_url: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool.jsonl"
-    down = open_audit_log("postgresql://postgres@127.0.0.1:1/test", spool, asynchronous=False)
+    down = open_audit_writer("postgresql://postgres@127.0.0.1:1/test", spool, asynchronous=False)
     ids = [down.record_call(make_call(minutes=i)) for i in range(5)]
     down.close()
-    log = open_audit_log(pg_url, spool, asynchronous=False)
-    assert log.replay() == 5
-    assert [r.record_id for r in log.iter_records()] == ids
-    assert log.verify().ok
+    log = open_pair(pg_url, spool)
+    assert log.writer.replay() == 5
+    assert [r.record_id for r in log.reader.iter_records()] == ids
+    assert log.reader.verify().ok
     log.close()
 
 
 @pytest.mark.postgres
 def test_postgres_records_round_trip_as_json(pg_url: str, tmp_path: Path) -> None:
-    log = open_audit_log(pg_url, tmp_path / "spool.jsonl", asynchronous=False)
-    record_id = log.record_call(make_call())
-    stored = log.get(record_id)
+    log = open_pair(pg_url, tmp_path / "spool.jsonl")
+    record_id = log.writer.record_call(make_call())
+    stored = log.reader.get(record_id)
     log.close()
     assert stored is not None
     assert json.loads(json.dumps(stored.payload))["latency_ms"] == 41.25
+
+
+@pytest.mark.postgres
+def test_the_postgres_reader_cannot_write(pg_url: str, tmp_path: Path) -> None:
+    # The review page and `mgcds audit verify | list | show | export` read through this: a session that refuses writes.
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    log = open_pair(pg_url, tmp_path / "spool.jsonl")
+    log.writer.record_call(make_call())
+    try:
+        assert log.reader.count() == 1  # it reads the URL's own schema (its search_path option is kept)
+        with pytest.raises(DBAPIError, match="read-only transaction"), log.reader.engine.begin() as conn:
+            conn.execute(text("DELETE FROM mgcds_audit_records"))
+        assert log.reader.count() == 1
+    finally:
+        log.close()

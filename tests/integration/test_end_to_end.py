@@ -24,11 +24,11 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from cds_service import create_app
-from cds_service.audit.log import AuditLog
+from cds_service.cli.invoke import main as invoke_main
 from cds_service.config import Settings
-from cds_service.invoke import main as invoke_main
 from tests.integration.conftest import FhirTestServer
 from tests.integration.fault_proxy import Fault, FaultProxy, refused_url
+from tests.support.audit import stored_records
 from tests.support.cards import recommendation_codes, strip_ids
 
 pytestmark = pytest.mark.integration
@@ -47,14 +47,8 @@ class LiveService:
     url: str
     app: Flask
 
-    @property
-    def audit(self) -> AuditLog:
-        audit: AuditLog = self.app.extensions["mgcds.runtime"].audit_log
-        return audit
-
     def calls(self) -> list[Any]:
-        assert self.audit.flush(10)
-        return [r for r in self.audit.iter_records() if r.event_type == "service-call"]
+        return [r for r in stored_records(self.app) if r.event_type == "service-call"]
 
 
 @pytest.fixture
@@ -73,8 +67,7 @@ def live_service(tmp_path: Path) -> Iterator[LiveService]:
         yield LiveService(f"http://127.0.0.1:{server.server_port}", app)
     finally:
         server.shutdown()
-        app.extensions["mgcds.runtime"].audit_log.close()
-        app.extensions["mgcds.runtime"].fhir_client.close()
+        app.extensions["mgcds.runtime"].close()
 
 
 def invoke(service: LiveService, fhir: str, token: str, patient: str, *extra: str) -> dict[str, Any]:

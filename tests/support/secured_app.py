@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from cds_service import create_app
-from cds_service.audit.log import init_audit_store
+from cds_service.audit.store import init_audit_store
 from cds_service.config import Settings
 from tests.support.security import SigningKey, jwks_of, live_claims, sign, write_registry
 
@@ -90,6 +90,4 @@ def secured_app(
     try:
         yield SecuredApp(app=app, client=app.test_client(), keys=keys)
     finally:
-        runtime = app.extensions["mgcds.runtime"]
-        runtime.audit_log.close()
-        runtime.fhir_client.close()
+        app.extensions["mgcds.runtime"].close()

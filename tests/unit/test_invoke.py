@@ -12,20 +12,18 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cds_service.invoke import (
-    InvokeError,
-    UnfillableTemplate,
+from cds_service.cdsclient import (
     build_context,
     build_feedback,
     build_hook_request,
     fill_prefetch_template,
-    format_cards,
-    load_draft_orders,
     pick_service,
     service_base,
     sign_cds_jwt,
     signing_algorithm,
 )
+from cds_service.cli.invoke import format_cards, load_draft_orders
+from cds_service.errors import InvokeError, UnfillableTemplate
 from tests.conftest import load_json, shared_path
 
 SPEC = ("fixtures", "cds-hooks-spec")

@@ -1,11 +1,13 @@
-"""Audit test helpers: sample records and a throw-away PostgreSQL schema."""
+"""Audit test helpers: sample records, a store with its writer and reader, and a throw-away PostgreSQL schema."""
 
 from __future__ import annotations
 
 import contextlib
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,9 @@ from cds_service.audit.records import (
     FeedbackRecord,
     ResourceUsed,
 )
+from cds_service.audit.sqlread import SqlAuditReader
+from cds_service.audit.store import init_audit_store
+from cds_service.audit.writer import SpoolingAuditWriter, open_audit_writer
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BASE_TIME = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -24,6 +29,36 @@ OVERRIDE_DECLINED = {
     "code": "patient-declined",
     "display": "Patient declined",
 }
+
+
+@dataclass
+class AuditPair:
+    """A store as the service wires it: a spooling writer and a read-only reader of the same URL."""
+
+    url: str
+    spool_path: Path
+    writer: SpoolingAuditWriter
+    reader: SqlAuditReader
+
+    def close(self) -> None:
+        """Close both."""
+        self.writer.close()
+        self.reader.close()
+
+
+def open_pair(url: str, spool_path: Path, *, asynchronous: bool = False, init: bool = False) -> AuditPair:
+    """A writer (synchronous unless asked) and a reader of ``url``; ``init`` creates the schema first."""
+    if init:
+        init_audit_store(url)
+    writer = open_audit_writer(url, spool_path, asynchronous=asynchronous)
+    return AuditPair(url, spool_path, writer, SqlAuditReader.open_read_only(url))
+
+
+def sqlite_pair(directory: Path, *, asynchronous: bool = False, init: bool = True) -> AuditPair:
+    """A SQLite store in ``directory`` (schema created unless ``init`` is False) with its writer and reader."""
+    return open_pair(
+        f"sqlite:///{directory / 'audit.sqlite3'}", directory / "spool.jsonl", asynchronous=asynchronous, init=init
+    )
 
 
 def make_card(recommendation: str, *, indicator: str = "info", summary: str | None = None) -> CardRecord:

@@ -1,4 +1,5 @@
-"""``mgcds audit ...``: init, verify (exit codes, first broken link), replay, list filters, show, export."""
+"""``mgcds audit ...``: init, verify (exit codes, first broken link), replay, list filters, show, export; the
+read-only commands leave the store and the spool as they found them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 from sqlalchemy import text
 
-from cds_service.audit.cli import main
-from cds_service.audit.log import open_audit_log
+from cds_service.audit.entries import make_entry
+from cds_service.audit.records import AuditEventType, call_to_payload
+from cds_service.audit.spool import Spool
+from cds_service.audit.store import SqlAuditStore
+from cds_service.audit.writer import open_audit_writer
+from cds_service.cli import main
 from cds_service.config import Settings
 from tests.unit.audit.helpers import make_call, make_card, make_feedback
 
@@ -27,7 +32,7 @@ def settings(tmp_path: Path) -> Settings:
 def filled(settings: Settings) -> dict[str, str]:
     """An initialised store with two calls and one overridden card."""
     assert main(["audit", "init"], settings=settings) == 0
-    log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
+    log = open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
     a = make_call(patient_id="pat-A", cards=(make_card("supplement-organic", indicator="warning"),))
     b = make_call(patient_id="pat-B", minutes=5)
     ids = {"a": log.record_call(a), "b": log.record_call(b)}
@@ -49,10 +54,10 @@ def test_init_then_verify(filled: dict[str, str], settings: Settings, capsys: py
 def test_verify_names_the_first_broken_link(
     filled: dict[str, str], settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
-    with log.store.engine.begin() as conn:
+    store = SqlAuditStore(settings.resolved_audit_url)
+    with store.engine.begin() as conn:
         conn.execute(text("UPDATE mgcds_audit_records SET payload = REPLACE(payload, 'pat-B', 'pat-Z') WHERE seq = 2"))
-    log.close()
+    store.close()
     assert main(["audit", "verify"], settings=settings) == 1
     err = capsys.readouterr().err
     assert f"record #2 ({filled['b']})" in err
@@ -60,7 +65,7 @@ def test_verify_names_the_first_broken_link(
 
 
 def test_replay_stores_what_the_spool_holds(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
+    log = open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
     log.record_call(make_call())  # no schema yet: stays in the spool
     log.close()
     assert main(["audit", "replay"], settings=settings) == 2
@@ -140,7 +145,7 @@ def test_export_fhir_is_valid_r4_audit_events(filled: dict[str, str], settings: 
 
 def test_export_failed_call_has_minor_failure_outcome(settings: Settings, tmp_path: Path) -> None:
     assert main(["audit", "init"], settings=settings) == 0
-    log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
+    log = open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
     log.record_call(make_call(cards=(), http_status=412, error="prefetch_unobtainable"))
     log.close()
     out = tmp_path / "audit.ndjson"
@@ -162,10 +167,65 @@ def test_export_csv(filled: dict[str, str], settings: Settings, capsys: pytest.C
 
 def test_csv_neutralises_spreadsheet_formulas(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "init"], settings=settings) == 0
-    log = open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
+    log = open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
     log.record_call(make_call(patient_id='=HYPERLINK("http://x")'))
     log.close()
     capsys.readouterr()
     assert main(["audit", "export", "--format", "csv"], settings=settings) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[0]["patient_id"].startswith("'=")
+
+
+READ_ONLY_COMMANDS = [
+    ["audit", "verify"],
+    ["audit", "list"],
+    ["audit", "list", "--json"],
+    ["audit", "show", "0" * 32],
+    ["audit", "export", "--format", "fhir"],
+    ["audit", "export", "--format", "csv"],
+]
+
+
+@pytest.mark.parametrize("argv", READ_ONLY_COMMANDS, ids=[" ".join(argv[1:3]) for argv in READ_ONLY_COMMANDS])
+def test_read_only_commands_leave_the_spool_and_the_store_alone(
+    filled: dict[str, str], settings: Settings, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A record waiting in the spool (the service's writer had not drained it yet): reading the log must not store it.
+    # Only `audit replay`, or the service's own writer, moves records into the store.
+    waiting = make_entry(AuditEventType.SERVICE_CALL, call_to_payload(make_call(patient_id="pat-waiting")))
+    spool = Spool(settings.resolved_spool_path)
+    spool.append(waiting.payload_text)
+    main(argv, settings=settings)
+    capsys.readouterr()
+    assert spool.pending_count() == 1
+    store = SqlAuditStore(settings.resolved_audit_url)
+    try:
+        assert store.count() == 3  # the two calls and the feedback of `filled`
+        assert store.get(waiting.record_id) is None
+    finally:
+        store.close()
+    assert main(["audit", "replay"], settings=settings) == 0
+    assert "replayed 1 records" in capsys.readouterr().out
+
+
+def test_the_readers_connection_cannot_write(filled: dict[str, str], settings: Settings) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from cds_service.audit.sqlread import SqlAuditReader
+    from cds_service.factory import build_audit_reader
+
+    reader = build_audit_reader(settings)
+    assert isinstance(reader, SqlAuditReader)
+    try:
+        with pytest.raises(OperationalError, match="readonly"), reader.engine.begin() as conn:
+            conn.execute(text("DELETE FROM mgcds_audit_records"))
+    finally:
+        reader.close()
+    assert main(["audit", "verify"], settings=settings) == 0
+
+
+def test_verify_of_a_store_that_does_not_exist_creates_no_file(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "verify"], settings=settings) == 2
+    assert not (settings.instance_path / "audit.sqlite3").exists()

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.audit.log import make_entry
+from cds_service.audit.entries import make_entry
+from cds_service.audit.model import PendingEntry
 from cds_service.audit.records import AuditEventType, call_to_payload
 from cds_service.audit.spool import Spool
-from cds_service.audit.store import PendingEntry, SqlAuditStore
+from cds_service.audit.store import SqlAuditStore
 from cds_service.errors import AuditStoreError
 from tests.unit.audit.helpers import make_call
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from cds_service.audit.log import make_entry
+from cds_service.audit.entries import make_entry
 from cds_service.audit.records import AuditEventType, call_to_payload, feedback_to_payload
 from cds_service.audit.store import SqlAuditStore
 from tests.unit.audit.helpers import make_call, make_feedback

@@ -16,8 +16,8 @@ import pytest
 
 from cds_service.errors import FhirServerNotAllowed, FhirUnreachable
 from cds_service.security.fhir_allowlist import FhirServerPolicy, normalise_url
+from cds_service.security.identity import CallerIdentity
 from cds_service.security.issuers import IssuerRegistry
-from cds_service.security.jwt_auth import CallerIdentity
 from tests.unit.security.conftest import ISSUER, Listener
 
 OTHER_ISSUER = "https://other-ehr.example.com"

@@ -24,15 +24,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.errors import ConfigurationError, Unauthorized
+from cds_service.security.identity import CallerIdentity
 from cds_service.security.issuers import IssuerRegistry
-from cds_service.security.jwt_auth import (
-    GENERIC_MESSAGE,
-    CallerIdentity,
-    InMemoryReplayCache,
-    InvalidCallerToken,
-    JwksSource,
-    JwtVerifier,
-)
+from cds_service.security.jwks import JwksSource
+from cds_service.security.jwt_auth import GENERIC_MESSAGE, InvalidCallerToken, JwtVerifier
+from cds_service.security.replay import InMemoryReplayCache
 from tests.conftest import load_json, shared_path
 from tests.unit.security.conftest import (
     AUDIENCE,

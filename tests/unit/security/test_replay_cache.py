@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cds_service.security.jwt_auth import InMemoryReplayCache, ReplayCache, SqlReplayCache
+from cds_service.interfaces import ReplayCache
+from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

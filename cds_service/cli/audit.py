@@ -1,20 +1,25 @@
-"""``mgcds audit init | verify | replay | list | show | export``: the audit log from the command line."""
+"""``mgcds audit init | verify | replay | list | show | export``: the audit log from the command line.
+
+``verify``, ``list``, ``show`` and ``export`` read through an AuditReader (a read-only connection, no spool): they
+cannot change the store and leave the spool as they found it. Only ``replay`` (and ``init``, the schema) write.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
 from cds_service.audit.export import iter_csv, iter_fhir_ndjson
-from cds_service.audit.log import AuditLog, init_audit_store, open_audit_log
+from cds_service.audit.model import CallFilter, StoredRecord
 from cds_service.audit.records import parse_moment
-from cds_service.audit.store import CallFilter, StoredRecord
+from cds_service.cli.common import SettingsSource, Subparsers
 from cds_service.config import Settings
 from cds_service.errors import AuditStoreError
+from cds_service.factory import build_audit_reader, build_audit_writer, init_audit_schema
 
 EXIT_OK = 0
 EXIT_BROKEN = 1  # verify found a broken link
@@ -35,7 +40,7 @@ def _until(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
+def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
     """Add ``audit`` and its sub-commands; each sets ``func(args) -> int`` (the exit status)."""
     audit = subparsers.add_parser("audit", help="the append-only audit log")
     commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -72,25 +77,9 @@ def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
     bind(export, _cmd_export)
 
 
-def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
-    """Run ``audit ...`` on its own (tests, ``python -m cds_service.audit.cli``)."""
-    from cds_service.config import load_settings
-
-    parser = argparse.ArgumentParser(prog="mgcds")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    register(subparsers, (lambda: settings) if settings is not None else load_settings)
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.func
-    return handler(args)
-
-
-def _open(settings: Settings) -> AuditLog:
-    return open_audit_log(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
-
-
 def _cmd_init(_args: argparse.Namespace, settings: Settings) -> int:
     try:
-        init_audit_store(settings.resolved_audit_url)
+        init_audit_schema(settings)
     except AuditStoreError as exc:
         print(f"audit init failed: {exc}", file=sys.stderr)
         return EXIT_STORE
@@ -99,7 +88,7 @@ def _cmd_init(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_verify(_args: argparse.Namespace, settings: Settings) -> int:
-    log = _open(settings)
+    log = build_audit_reader(settings)
     try:
         report = log.verify()
     except AuditStoreError as exc:
@@ -112,7 +101,7 @@ def _cmd_verify(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_replay(_args: argparse.Namespace, settings: Settings) -> int:
-    log = _open(settings)
+    log = build_audit_writer(settings, asynchronous=False)
     try:
         stored = log.replay()
     except AuditStoreError as exc:
@@ -161,7 +150,7 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         recommendation=args.recommendation,
         outcome=args.outcome,
     )
-    log = _open(settings)
+    log = build_audit_reader(settings)
     try:
         calls, total = log.list_calls(filters, limit=args.limit, offset=args.offset)
         feedback = log.feedback_for([call.record_id for call in calls])
@@ -189,7 +178,7 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    log = _open(settings)
+    log = build_audit_reader(settings)
     try:
         record = log.get(args.record_id)
         feedback = log.feedback_for([args.record_id]).get(args.record_id, []) if record else []
@@ -217,7 +206,7 @@ def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    log = _open(settings)
+    log = build_audit_reader(settings)
     out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
         if args.format == "fhir":
@@ -234,7 +223,3 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             out.close()
         log.close()
     return EXIT_OK
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

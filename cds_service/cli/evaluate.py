@@ -1,7 +1,8 @@
 """`mgcds evaluate`: run a hook for one patient without an EHR (a request file, any FHIR Bundle, or a live server).
 
-It goes through exactly the pipeline the HTTP service uses (prefetch -> facts -> engine -> cards), so what it prints
-is what an EHR would get. Bad input gets one line on stderr and a non-zero exit, never a traceback.
+It goes through exactly the pipeline the HTTP service uses (prefetch -> facts -> engine -> cards), with the hook
+collaborators built by the same factory helpers, so what it prints is what an EHR would get. Nothing is audited
+(no call reached the service). Bad input gets one line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import argparse
 import json
 import sys
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,15 +19,19 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from cds_service.cdshooks import HookMismatch, parse_hook_request
+from cds_service.cli.common import SettingsSource, Subparsers
 from cds_service.config import Settings
 from cds_service.engine.vocabulary import Hook
-from cds_service.errors import BadRequest, MgCDSError, PrerequisiteFailed
+from cds_service.errors import BadRequest, EvaluateError, MgCDSError, PrerequisiteFailed
+from cds_service.factory import build_fhir_client, build_hook_deps, build_terminology
 from cds_service.fhir.bundles import iter_bundle_resources
-from cds_service.fhir.client import FhirClient
-from cds_service.vocabulary import PrefetchKey
+from cds_service.interfaces import Clock, TerminologyService
+from cds_service.runtime import utc_now
+from cds_service.security.identity import CallerIdentity
+from cds_service.vocabulary import CardExtension, PrefetchKey
 from hooks import HookOutcome, RegisteredService, build_registry
 
-HOOKS = ("patient-view", "order-select", "order-sign")
+HOOKS = tuple(hook.value for hook in Hook)
 EVALUATE_USER = "Practitioner/mgcds-evaluate"
 
 # Which prefetch key a resource of a Bundle belongs to (Medications travel with the medication lists).
@@ -41,20 +45,17 @@ _KEY_OF_TYPE = {
 }
 
 
-class EvaluateError(MgCDSError):
-    """The evaluate command's input is unusable; the message is the one line the user sees."""
+class OperatorNamedServer:
+    """The FhirServerGuard of a command: the operator named the server, so any http(s) server is allowed."""
 
-
-@dataclass
-class _AllowAll:
-    """The operator named the server on the command line: every server is allowed (an operator tool, not the API)."""
-
-    def check(self, fhir_server: str, caller: Any) -> None:
+    def check(self, fhir_server: str, caller: CallerIdentity | None) -> None:
+        """Refuse only what is not an http(s) URL (an operator tool, not the API: no allowlist)."""
         if not fhir_server.startswith(("http://", "https://")):
             raise BadRequest("the FHIR server must be an http(s) URL", field="fhirServer")
 
     def check_redirect(self, from_url: str, to_url: str) -> None:
-        return None
+        """Follow any redirect the server sends."""
+        return
 
 
 def _read_json(path: Path) -> Any:
@@ -114,13 +115,13 @@ def request_from_bundle(bundle: Any, patient_id: str | None, hook: str) -> dict[
     for url in patient_urls:
         text = text.replace(json.dumps(url), json.dumps(f"Patient/{patient_id}"))
     rewritten = json.loads(text)
-    grouped: dict[str, list[dict[str, Any]]] = {key: [] for key in set(_KEY_OF_TYPE.values())}
+    grouped: dict[PrefetchKey, list[dict[str, Any]]] = {key: [] for key in dict.fromkeys(_KEY_OF_TYPE.values())}
     for resource in iter_bundle_resources(rewritten):
         key = _KEY_OF_TYPE.get(resource["resourceType"])
         if key is not None:
             grouped[key].append(resource)
-    prefetch: dict[str, Any] = {PrefetchKey.PATIENT: patient}
-    prefetch.update({key: _searchset(resources) for key, resources in grouped.items()})
+    prefetch: dict[str, Any] = {PrefetchKey.PATIENT.value: patient}
+    prefetch.update({str(key): _searchset(resources) for key, resources in grouped.items()})
     return {
         "hook": hook,
         "hookInstance": str(uuid.uuid4()),
@@ -148,22 +149,22 @@ def request_from_server(fhir_server: str, patient_id: str, token: str | None, ho
     return request
 
 
-def _service_for(hook: str, registry: Any) -> RegisteredService:
+def _service_for(hook: str, registry: Iterable[RegisteredService]) -> RegisteredService:
     for service in registry:
         if service.definition.hook == hook:
-            return service  # type: ignore[no-any-return]
+            return service
     raise EvaluateError(f"no service for hook {hook!r}")
 
 
 def evaluate_request(
-    body: Any, settings: Settings, *, now: datetime | None, terminology: Any = None, hook: str | None = None
+    body: Any,
+    settings: Settings,
+    *,
+    now: datetime | None,
+    terminology: TerminologyService | None = None,
+    hook: str | None = None,
 ) -> HookOutcome:
     """Run a hook request through the service pipeline and return its outcome."""
-    from cds_service import build_fhir_client
-    from cds_service.audit.log import NullAuditLog
-    from cds_service.runtime import Runtime, new_uuid, utc_now
-    from terminology import default_terminology
-
     if not isinstance(body, dict):
         raise EvaluateError("the request is not a JSON object")
     if hook is not None:
@@ -179,25 +180,16 @@ def evaluate_request(
         raise EvaluateError(f"not a valid CDS Hooks request: {where}: {first.get('msg')}") from exc
     except HookMismatch as exc:  # pragma: no cover - the hook was checked just above
         raise EvaluateError(str(exc)) from exc
-    terminology = terminology or default_terminology()
-    guard = _AllowAll()
-    client: FhirClient = build_fhir_client(settings, guard)
-    fixed_clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
-    runtime = Runtime(
-        settings=settings,
-        fhir_client=client,
-        terminology=terminology,
-        authenticate=lambda header, audience: None,
-        fhir_guard=guard,
-        audit_log=NullAuditLog(),
-        clock=fixed_clock,
-        id_factory=new_uuid,
-    )
+    terminology = terminology or build_terminology(settings)
+    guard = OperatorNamedServer()
+    client = build_fhir_client(settings, guard)
+    fixed_clock: Clock = (lambda: now) if now is not None else utc_now
+    deps = build_hook_deps(settings, fhir=client, terminology=terminology, clock=fixed_clock)
     try:
         service = _service_for(request.hook, build_registry(terminology.observation_search_codes()))
         if request.fhirServer:
             guard.check(request.fhirServer, None)
-        return service.handle(request, runtime.hook_deps)
+        return service.handle(request, deps)
     except PrerequisiteFailed as exc:
         raise EvaluateError(f"cannot evaluate: {exc.message}") from exc
     except BadRequest as exc:
@@ -253,12 +245,12 @@ def format_report(outcome: HookOutcome, out: TextIO) -> None:
     out.write(f"\nCards ({len(outcome.cards)}):\n")
     for card in outcome.cards:
         out.write(f"\n[{card['indicator'].upper()}] {card['summary']}\n")
-        out.write(f"  recommendation: {card['extension'].get('org.mgcds.recommendation')}\n")
+        out.write(f"  recommendation: {card['extension'].get(CardExtension.RECOMMENDATION)}\n")
         for suggestion in card.get("suggestions", ()):
             out.write(f"  suggestion: {suggestion['label']}\n")
 
 
-def _run(args: argparse.Namespace, get_settings: Callable[[], Settings]) -> int:
+def _run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
     try:
         now = _parse_now(args.now)
         settings = get_settings()
@@ -291,7 +283,7 @@ class _HookAction(argparse.Action):
         namespace.hook_given = True
 
 
-def register(subparsers: Any, get_settings: Callable[[], Settings]) -> None:
+def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
     """Add `mgcds evaluate` to the CLI."""
     parser = subparsers.add_parser("evaluate", help="evaluate one patient without an EHR")
     source = parser.add_mutually_exclusive_group(required=True)

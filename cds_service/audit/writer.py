@@ -1,33 +1,33 @@
-"""AuditLog: the interface the service writes through, and the background writer behind it.
+"""SpoolingAuditWriter: the real AuditWriter, the local spool and the background writer behind it.
 
-``record_call`` and ``record_feedback`` append the canonical record to the local spool and return; a
-background thread drains the spool into the store. The EHR's answer never waits for the database.
+``record_call``, ``record_feedback`` and ``record_feedback_call`` append the canonical record to the local spool
+and return; a background thread drains the spool into the store. The EHR's answer never waits for the database.
+Only this class moves records from the spool into the store: readers hold no spool, so they cannot.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
-from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from cds_service.audit.chain import ChainReport, canonical_json
+from cds_service.audit.entries import aware, make_entry
+from cds_service.audit.model import PendingEntry
 from cds_service.audit.records import (
     AuditEventType,
     CallRecord,
+    FeedbackCallRecord,
     FeedbackRecord,
     call_to_payload,
+    feedback_call_to_payload,
     feedback_to_payload,
 )
 from cds_service.audit.spool import Spool
-from cds_service.audit.store import CallFilter, PendingEntry, SqlAuditStore, StoredRecord, Summary
+from cds_service.audit.sqlwrite import SqlAuditAppender
 from cds_service.errors import AuditStoreError
 
 log = logging.getLogger("mgcds.audit")
@@ -41,6 +41,22 @@ _COALESCE_SECONDS = 0.05
 # Entries this process spooled and still holds parsed, so its drain need not parse its own lines again. Bounded,
 # oldest dropped first: another worker sharing the spool may drain a line, and then nobody asks for it here.
 _KNOWN_ENTRIES_MAX = 256
+
+
+class EntrySink(Protocol):
+    """Where drained entries go: the store's append path (SqlAuditAppender)."""
+
+    def append(self, entries: Sequence[PendingEntry]) -> int:
+        """Store the entries not stored yet, in order; returns how many (raises AuditStoreError)."""
+        ...
+
+    def check_ready(self) -> None:
+        """Raise AuditStoreError unless entries can be stored now."""
+        ...
+
+    def dispose(self) -> None:
+        """Release connections."""
+        ...
 
 
 class _KnownEntries:
@@ -58,60 +74,17 @@ class _KnownEntries:
                 del self._entries[next(iter(self._entries))]
             self._entries[entry.payload_text] = entry
 
-    def pop(self, text: str, default: Any = None) -> PendingEntry | None:
+    def pop(self, text: str, default: PendingEntry | None = None) -> PendingEntry | None:
         """The entry spooled as ``text``, forgotten now; ``default`` when unknown."""
         with self._lock:
             found: PendingEntry | None = self._entries.pop(text, default)
             return found
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values only, so building a record can never fail on what the engine put in it."""
-    # Performance: a call record holds hundreds of plain values; exact built-in types take the short way and
-    # give what the general rules below would (subclasses such as enums still take the general rules).
-    kind = type(value)
-    if kind is str or kind is int or kind is bool:
-        return value
-    if kind is dict:
-        return {k if type(k) is str else str(k): _jsonable(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        # JSON has no NaN/Infinity; keep them visible as text rather than dropping the evidence.
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Enum):
-        return _jsonable(value.value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_jsonable(v) for v in value]
-        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
-    return str(value)
+class SpoolingAuditWriter:
+    """Writes records without blocking the caller: spool first, then a background drain into the store."""
 
-
-def make_entry(event_type: AuditEventType, payload: Mapping[str, Any]) -> PendingEntry:
-    """Give a payload its record id and canonical text."""
-    record_id = uuid.uuid4().hex
-    envelope = _jsonable({"record_id": record_id, "event_type": event_type.value, **payload})
-    return PendingEntry(record_id, event_type.value, canonical_json(envelope), envelope)
-
-
-def _aware(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        # A naive time from a caller is a bug, but losing the record would be worse: read it as UTC.
-        log.warning("audit record with a naive occurred_at; taken as UTC")
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
-class AuditLog:
-    """Writes records without blocking the caller and reads them back for review, CLI and export."""
-
-    def __init__(self, store: SqlAuditStore, spool: Spool | None, *, asynchronous: bool = True) -> None:
+    def __init__(self, store: EntrySink, spool: Spool | None, *, asynchronous: bool = True) -> None:
         self.store = store
         self.spool = spool
         self.asynchronous = asynchronous
@@ -128,16 +101,20 @@ class AuditLog:
             self._thread = threading.Thread(target=self._run, name="mgcds-audit-writer", daemon=True)
             self._thread.start()
 
-    # -- writing ----------------------------------------------------------------------------------------
     def record_call(self, record: CallRecord) -> str:
         """Record one service call; returns its record id. Never blocks on, or raises for, the database."""
-        record = replace(record, occurred_at=_aware(record.occurred_at))
+        record = replace(record, occurred_at=aware(record.occurred_at))
         return self._submit(make_entry(AuditEventType.SERVICE_CALL, call_to_payload(record)))
 
     def record_feedback(self, record: FeedbackRecord) -> str:
         """Record one feedback item; returns its record id. Never blocks on, or raises for, the database."""
-        record = replace(record, occurred_at=_aware(record.occurred_at))
+        record = replace(record, occurred_at=aware(record.occurred_at))
         return self._submit(make_entry(AuditEventType.FEEDBACK, feedback_to_payload(record)))
+
+    def record_feedback_call(self, record: FeedbackCallRecord) -> str:
+        """Record one feedback call that was not answered 200; returns its record id. Never blocks or raises."""
+        record = replace(record, occurred_at=aware(record.occurred_at))
+        return self._submit(make_entry(AuditEventType.FEEDBACK_CALL, feedback_call_to_payload(record)))
 
     def _submit(self, entry: PendingEntry) -> str:
         # Fail open: a database outage must not block care, so the record waits in the spool (or, if even the
@@ -240,7 +217,7 @@ class AuditLog:
             return self._drain()
 
     def check_ready(self) -> None:
-        """Raise AuditStoreError unless the store is reachable and initialised (for /readyz)."""
+        """Raise AuditStoreError unless records can reach the store now (for /readyz)."""
         # Readiness fails closed (take this instance out of rotation) while calls themselves fail open.
         self.store.check_ready()
 
@@ -256,70 +233,9 @@ class AuditLog:
                 log.critical("audit log closed with %d records only in memory (spool unwritable)", len(self._memory))
         self.store.dispose()
 
-    # -- reading ----------------------------------------------------------------------------------------
-    def verify(self) -> ChainReport:
-        """Walk the chain (raises AuditStoreError when the store cannot be read)."""
-        return self.store.verify()
 
-    def count(self) -> int:
-        """How many records are stored."""
-        return self.store.count()
-
-    def get(self, record_id: str) -> StoredRecord | None:
-        """One stored record."""
-        return self.store.get(record_id)
-
-    def list_calls(self, filters: CallFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[StoredRecord], int]:
-        """A page of calls (newest first) and the total matching."""
-        return self.store.list_calls(filters, limit=limit, offset=offset)
-
-    def feedback_for(self, record_ids: Sequence[str]) -> dict[str, list[StoredRecord]]:
-        """Feedback linked to each call."""
-        return self.store.feedback_for(record_ids)
-
-    def summary(self, filters: CallFilter) -> Summary:
-        """Counts for reviewers."""
-        return self.store.summary(filters)
-
-    def iter_records(self) -> Iterator[StoredRecord]:
-        """Every record in chain order (export)."""
-        return self.store.iter_records()
-
-
-class NullAuditLog(AuditLog):
-    """In-memory audit log (DESIGN.md principle 4): same interface, in-memory store, writes applied at once.
-
-    ``calls`` and ``feedback`` keep the records as given, for other packages' tests to assert on.
-    """
-
-    def __init__(self) -> None:
-        store = SqlAuditStore("sqlite://")
-        store.init_schema()
-        super().__init__(store, None, asynchronous=False)
-        self.calls: list[CallRecord] = []
-        self.feedback: list[FeedbackRecord] = []
-
-    def record_call(self, record: CallRecord) -> str:
-        """Keep the record and store it."""
-        self.calls.append(record)
-        return super().record_call(record)
-
-    def record_feedback(self, record: FeedbackRecord) -> str:
-        """Keep the record and store it."""
-        self.feedback.append(record)
-        return super().record_feedback(record)
-
-
-def init_audit_store(url: str) -> None:
-    """Create or check the schema (``mgcds audit init``)."""
-    store = SqlAuditStore(url)
-    try:
-        store.init_schema()
-        store.check_ready()
-    finally:
-        store.dispose()
-
-
-def open_audit_log(url: str, spool_path: Path, *, asynchronous: bool = True, fsync: bool = False) -> AuditLog:
-    """The audit log for a store URL with its spool; the schema must exist (``mgcds audit init``)."""
-    return AuditLog(SqlAuditStore(url), Spool(spool_path, fsync=fsync), asynchronous=asynchronous)
+def open_audit_writer(
+    url: str, spool_path: Path, *, asynchronous: bool = True, fsync: bool = False
+) -> SpoolingAuditWriter:
+    """The writer for a store URL with its spool; the schema must exist (``mgcds audit init``)."""
+    return SpoolingAuditWriter(SqlAuditAppender.open(url), Spool(spool_path, fsync=fsync), asynchronous=asynchronous)

@@ -1,0 +1,63 @@
+"""A record becomes an entry: its record id, its canonical JSON text (what is hashed) and the parsed payload.
+
+Building an entry can never fail on what the engine put in a record: every value is reduced to plain JSON first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+from cds_service.audit.chain import canonical_json
+from cds_service.audit.model import PendingEntry
+from cds_service.audit.records import AuditEventType
+
+log = logging.getLogger("mgcds.audit")
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values only, so building a record can never fail on what the engine put in it."""
+    # Performance: a call record holds hundreds of plain values; exact built-in types take the short way and
+    # give what the general rules below would (subclasses such as enums still take the general rules).
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        # JSON has no NaN/Infinity; keep them visible as text rather than dropping the evidence.
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    return str(value)
+
+
+def make_entry(event_type: AuditEventType, payload: Mapping[str, Any]) -> PendingEntry:
+    """Give a payload its record id and canonical text."""
+    record_id = uuid.uuid4().hex
+    envelope = jsonable({"record_id": record_id, "event_type": event_type.value, **payload})
+    return PendingEntry(record_id, event_type.value, canonical_json(envelope), envelope)
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment`` with a time zone: a naive one is read as UTC (a bug of ours, but losing the record is worse)."""
+    if moment.tzinfo is None:
+        log.warning("audit record with a naive occurred_at; taken as UTC")
+        return moment.replace(tzinfo=UTC)
+    return moment
