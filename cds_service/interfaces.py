@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.fhir.bundles import SearchResult
 from terminology.model import CodeRef, ConvertedQuantity, LabMatch, MedicationClassification
+from terminology.products import MagnesiumProduct
 
 T = TypeVar("T")
 
@@ -83,6 +84,18 @@ class TerminologyService(Protocol):
         route_text: str | None = None,
     ) -> bool:
         """Whether a product is given intravenously, intramuscularly or subcutaneously."""
+        ...
+
+    def magnesium_product(
+        self,
+        codings: Sequence[CodeRef],
+        text: str | None = None,
+        route_codings: Sequence[CodeRef] = (),
+        route_text: str | None = None,
+        form_names: Sequence[str | None] = (),
+        ingredient_concepts: Sequence[tuple[Sequence[CodeRef], str | None]] = (),
+    ) -> MagnesiumProduct | None:
+        """The kind (oral-supplement, laxative-antacid, parenteral) and salt of a magnesium product, or None."""
         ...
 
     def auditc_band(

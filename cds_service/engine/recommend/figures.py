@@ -12,6 +12,16 @@ def mds_figure(assessment: Assessment) -> str:
     return f"{mds.min}/5" if mds.min == mds.max else f"{mds.min}-{mds.max}/5"
 
 
+def number_text(value: float) -> str:
+    """A value as reported, without a trailing ".0" and never rounded: 29.6 -> "29.6", 72.0 -> "72"."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def egfr_figure(value: float | None, comparator: str | None) -> str:
+    """An eGFR as shown: unrounded as reported (29.6 stays 29.6, section 3), comparator kept (">60")."""
+    return "unknown" if value is None else f"{comparator or ''}{number_text(value)}"
+
+
 def common_figures(assessment: Assessment) -> tuple[tuple[str, str], ...]:
     """Key figures every card may show."""
     figures = [("mds", mds_figure(assessment)), ("deficiency", str(assessment.deficiency))]
@@ -20,7 +30,7 @@ def common_figures(assessment: Assessment) -> tuple[tuple[str, str], ...]:
         figures.append(("serum_mg", f"{serum.comparator or ''}{serum.value_mmol_l:.2f}"))
     figures.append(("serum_category", str(serum.category)))
     if assessment.egfr.value is not None:
-        figures.append(("egfr", f"{assessment.egfr.comparator or ''}{assessment.egfr.value}"))
+        figures.append(("egfr", egfr_figure(assessment.egfr.value, assessment.egfr.comparator)))
     return tuple(figures)
 
 
