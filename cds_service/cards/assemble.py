@@ -14,6 +14,7 @@ from cds_service.cards.wording import CODE_SOURCES, SOURCES, card_detail, card_s
 from cds_service.engine.assessment import Assessment
 from cds_service.engine.facts import Facts
 from cds_service.engine.recommend.types import Recommendation
+from cds_service.engine.vocabulary import Qualifier
 from cds_service.vocabulary import CardExtension
 
 SOURCE_LABEL = "MgCDS magnesium decision support"
@@ -49,6 +50,8 @@ def _card(
     id_factory: Callable[[], str],
 ) -> dict[str, Any]:
     tags = CODE_SOURCES.get(rec.code, ())
+    if Qualifier.PEDIATRIC in rec.qualifiers:
+        tags = (*tags, "IOM97")  # the age-specific upper intake the detail names (section 0)
     card: dict[str, Any] = {
         "uuid": id_factory(),
         "summary": card_summary(rec, assessment),

@@ -210,10 +210,16 @@ def assess_egfr(facts: Facts, now: datetime, settings: ClinicalSettings) -> Egfr
     gap: EgfrGap | None = None
 
     if scr is not None and (reported_time is None or _at_or_after(scr.effective, reported_time)):
-        cystatin = next((r for r in group if preference_rank(r) == 0 and is_reported_value(r)), None)
+        cystatin = next(
+            (
+                r
+                for r in group
+                if preference_rank(r) == 0 and is_reported_value(r) and _at_or_after(r.effective, scr.effective)
+            ),
+            None,
+        )
         if cystatin is not None:
-            # Safest reading of "the same time as the newest creatinine or a later one": the newest eGFR is never
-            # older than this creatinine here, so a usable cystatin C eGFR among them is used [INK21].
+            # The creatinine is not newer than the newest eGFR here, so "as new as" means the same time [INK21].
             notes.append("an eGFR with cystatin C as new as the newest creatinine is used instead of CKD-EPI 2021")
             return _observed(cystatin, stale, notes)
         computed, gap = _compute(facts, scr, notes)

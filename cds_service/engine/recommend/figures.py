@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from cds_service.engine.assessment import Assessment
 from cds_service.engine.facts import Evidence
+from cds_service.engine.rounding import number_text
 
 
 def mds_figure(assessment: Assessment) -> str:
     """The MDS as shown in a summary: "3/5" or "2-4/5"."""
     mds = assessment.mds
     return f"{mds.min}/5" if mds.min == mds.max else f"{mds.min}-{mds.max}/5"
-
-
-def number_text(value: float) -> str:
-    """A value as reported, without a trailing ".0" and never rounded: 29.6 -> "29.6", 72.0 -> "72"."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def egfr_figure(value: float | None, comparator: str | None) -> str:

@@ -123,7 +123,6 @@ def _for_draft(
                 concerned_draft=draft,
                 evidence=(draft.evidence, *a.egfr.evidence, *mg_evidence(a)),
                 qualifiers=renal_qualifiers,
-                products=(draft,),
             )
         )
 
@@ -138,7 +137,6 @@ def _for_draft(
                 concerned_draft=draft,
                 suggestions=(replace_draft_with_citrate(draft, settings),),
                 evidence=(draft.evidence,),
-                products=(draft,),
             )
         )
 
