@@ -37,6 +37,8 @@ class PatientFacts:
     deceased: bool = False
     # The last day a partial birthDate ("2008", "2008-12") may stand for; the birth date itself when complete.
     birth_date_latest: date | None = None
+    # Patient.deceasedDateTime when it could be read (a death after `now` leaves the patient alive at `now`).
+    deceased_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,10 @@ def youngest_age(patient: PatientFacts, on: date) -> int | None:
 def assess_scope(patient: PatientFacts, now: datetime) -> ScopeResult:
     """deceased if the record says so; pediatric below 18 years at ``now``; otherwise adult (section 0)."""
     age = youngest_age(patient, now.date())
-    if patient.deceased:
+    # Safest reading of "deceasedDateTime present": a death recorded after `now` (an evaluation replayed at a past
+    # `now`, or a data error) leaves the patient alive at `now`, so the cards are given; withholding them from a
+    # living patient is the harm to avoid. A deceasedDateTime that cannot be read still counts as present.
+    if patient.deceased and (patient.deceased_at is None or patient.deceased_at <= now):
         return ScopeResult(Scope.DECEASED, age)
     # A birth date after `now` (negative age) is a data error; below 18 it falls to pediatric, the cautious side.
     if age is not None and age < ADULT_AGE_YEARS:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from cds_service.engine.facts import PatientFacts
-from cds_service.fhir.extract.datatypes import latest_fhir_date, parse_fhir_date
+from cds_service.fhir.extract.datatypes import latest_fhir_date, parse_fhir_date, parse_fhir_datetime
 from cds_service.fhir.references import belongs_to_patient
 
 
@@ -37,6 +37,7 @@ def patient_facts(patient: Mapping[str, Any]) -> PatientFacts:
         gender=gender if isinstance(gender, str) else None,
         deceased=is_deceased(patient),
         birth_date_latest=latest_fhir_date(birth),
+        deceased_at=parse_fhir_datetime(patient.get("deceasedDateTime")),
     )
 
 

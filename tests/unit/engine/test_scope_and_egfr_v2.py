@@ -16,7 +16,8 @@ Steps: female 60, Scr 2.5: 2.5/0.7 = 3.5714; 3.5714^-1.2 = 0.217065; 0.9938^60 =
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 
 import pytest
 
@@ -179,3 +180,14 @@ def test_deceased_patient_is_assessed_but_gets_no_recommendation() -> None:
     assert e.assessment.serum_mg.category == "severe-low"  # still computed
     as_json = assessment_to_dict(e.assessment, [r.code for r in e.recommendations])
     assert (as_json["scope"], as_json["recommendations"], as_json["rules_version"]) == ("deceased", [], "2026.12")
+
+
+def test_a_death_recorded_after_now_leaves_the_patient_alive_at_now() -> None:
+    # Safest reading: Synthea's Dennis Durgan died the day after the evaluation time; at `now` he gets his cards.
+    later = facts(deceased=True, labs=(lab("serum-magnesium", 0.45),))
+    later = replace(later, patient=replace(later.patient, deceased_at=NOW + timedelta(days=1)))
+    assert assess_and_recommend(later).recommendation_codes == (Code.URGENT_EVALUATION,)
+    earlier = replace(later, patient=replace(later.patient, deceased_at=NOW - timedelta(days=1)))
+    assert assess_and_recommend(earlier).assessment.scope == "deceased"
+    at_now = replace(later, patient=replace(later.patient, deceased_at=NOW))
+    assert assess_and_recommend(at_now).recommendation_codes == ()
