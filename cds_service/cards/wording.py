@@ -423,6 +423,14 @@ def card_detail(rec: Recommendation, a: Assessment, tags: tuple[str, ...]) -> st
         draft = rec.concerned_draft
         lines.append(f"\n**Order concerned:** {escape_markdown(rec.figure('drug') or draft.resource_id)}")
     lines += [q for q in (_qualifier_text(x, a) for x in rec.qualifiers) if q]
+    dose = _dose(rec)
+    if rec.code == RecommendationCode.TEST_IONIZED_MG and dose is not None:
+        # Section 7.2: a possible deficiency's one card offers the organic salts as alternatives to the test.
+        lines.append(
+            f"Alternatively start an organic magnesium salt (citrate, glycinate or lactate), {dose} mg elemental "
+            "magnesium a day in divided doses: better absorbed than oxide [FIO21]; trial doses 250-400 mg/day "
+            "[PIC20]. Accept at most one suggestion."
+        )
     if rec.code == RecommendationCode.CHECK_RENAL_FUNCTION and a.egfr.gap is not None:
         reason = EGFR_GAP_TEXT.get(a.egfr.gap, str(a.egfr.gap))
         if rec.suggestions:

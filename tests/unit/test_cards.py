@@ -283,6 +283,10 @@ def test_possible_deficiency_gets_one_card_with_the_salts_as_alternatives(id_fac
     assert card["selectionBehavior"] == "at-most-one"
     resources = [s["actions"][0]["resource"]["resourceType"] for s in card["suggestions"]]
     assert resources == ["ServiceRequest", "MedicationRequest", "MedicationRequest", "MedicationRequest"]
+    assert "Alternatively start an organic magnesium salt" in card["detail"]
+    assert {"https://doi.org/10.3390/nu12123672", "https://doi.org/10.3390/nu13041136"} <= {
+        link["url"] for link in card["links"]
+    }
 
 
 def test_possible_deficiency_renal_notes(id_factory: Callable[[], str]) -> None:
