@@ -36,6 +36,7 @@ from cds_service.fhir.bundles import SearchResult
 from cds_service.security.identity import CallerIdentity
 from cds_service.security.keys import KeyLocation, VerificationKey
 from terminology.model import CodeRef, ConvertedQuantity, LabMatch, MedicationClassification
+from terminology.products import MagnesiumProduct
 
 T = TypeVar("T")
 
@@ -99,6 +100,18 @@ class TerminologyService(Protocol):
         route_text: str | None = None,
     ) -> bool:
         """Whether a product is given intravenously, intramuscularly or subcutaneously."""
+        ...
+
+    def magnesium_product(
+        self,
+        codings: Sequence[CodeRef],
+        text: str | None = None,
+        route_codings: Sequence[CodeRef] = (),
+        route_text: str | None = None,
+        form_names: Sequence[str | None] = (),
+        ingredient_concepts: Sequence[tuple[Sequence[CodeRef], str | None]] = (),
+    ) -> MagnesiumProduct | None:
+        """The kind (oral-supplement, laxative-antacid, parenteral) and salt of a magnesium product, or None."""
         ...
 
     def auditc_band(

@@ -22,8 +22,9 @@ def definition(observation_codes: Sequence[str]) -> CdsService:
         hook=Hook.ORDER_SELECT,
         title="Magnesium prompts for the order being selected",
         description=(
-            "When a diuretic, proton pump inhibitor, other magnesium-wasting drug or magnesium supplement is "
-            "selected: testing, contraindication, organic-salt and dose-spacing prompts for that order."
+            "When a diuretic, proton pump inhibitor, other magnesium-wasting drug or magnesium product is selected "
+            "(adults): testing, contraindication, parenteral-monitoring, organic-salt and dose-spacing prompts for "
+            "that order."
         ),
         prefetch=prefetch_templates(observation_codes),
         usage_requirements=USAGE_REQUIREMENTS,

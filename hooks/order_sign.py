@@ -22,8 +22,9 @@ def definition(observation_codes: Sequence[str]) -> CdsService:
         hook=Hook.ORDER_SIGN,
         title="Magnesium prompts before orders are signed",
         description=(
-            "Before signing: flags draft orders that deplete magnesium, magnesium supplements that are "
-            "contraindicated or inorganic, and dose spacing with interacting drugs."
+            "Before signing (adults): flags draft orders that deplete magnesium, oral magnesium that is "
+            "contraindicated or an inorganic supplement, parenteral magnesium that needs monitoring (never "
+            "removed), and dose spacing with interacting drugs."
         ),
         prefetch=prefetch_templates(observation_codes),
         usage_requirements=USAGE_REQUIREMENTS,

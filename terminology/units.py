@@ -1,8 +1,9 @@
 """Unit conversion to each lab concept's canonical unit (clinical-rules.md sections 2 and 3).
 
-Factors, from clinical-rules.md: magnesium mg/dL x 0.4114, mg/L x 0.04114, mEq/L x 0.5 (Mg is divalent),
-creatinine umol/L / 88.4. Units are matched case-insensitively after removing spaces; the micro sign (U+00B5)
-and Greek mu (U+03BC) both read as "u". A unit we do not list is never guessed.
+Factors, from clinical-rules.md: magnesium mg/dL x 0.4114, mg/L x 0.04114, mEq/L x 0.5 (Mg is divalent), creatinine
+umol/L / 88.4 and mmol/L x 1000 / 88.4 (version 2: by the Quantity's unit, never by the code). Units are matched
+case-insensitively after removing spaces; the micro sign (U+00B5) and Greek mu (U+03BC) both read as "u". A unit we
+do not list is never guessed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _MAGNESIUM: Mapping[str, float] = {
 _CREATININE: Mapping[str, float] = {
     "mg/dl": 1.0,
     "umol/l": 1.0 / CREATININE_UMOL_L_PER_MG_DL,
+    # clinical-rules.md section 3 (version 2): mmol/L x 1000 / 88.4 (urine creatinine is often reported in mmol/L).
+    "mmol/l": 1000.0 / CREATININE_UMOL_L_PER_MG_DL,
 }
 # eGFR: real systems send the per-1.73 m2 unit in several spellings and, often, plain mL/min for the same
 # normalised value (Synthea does); clinical-rules.md section 3 accepts both as-is.

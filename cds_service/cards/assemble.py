@@ -13,7 +13,8 @@ from cds_service.cards.suggestions import CardBuildError, suggestion
 from cds_service.cards.wording import CODE_SOURCES, SOURCES, card_detail, card_summary
 from cds_service.engine.assessment import Assessment
 from cds_service.engine.facts import Facts
-from cds_service.engine.recommend.types import Recommendation
+from cds_service.engine.recommend.types import CreateMedicationRequest, Recommendation
+from cds_service.engine.vocabulary import Qualifier, RecommendationCode
 from cds_service.vocabulary import CardExtension
 
 SOURCE_LABEL = "MgCDS magnesium decision support"
@@ -49,6 +50,12 @@ def _card(
     id_factory: Callable[[], str],
 ) -> dict[str, Any]:
     tags = CODE_SOURCES.get(rec.code, ())
+    if rec.code == RecommendationCode.TEST_IONIZED_MG and any(
+        isinstance(action, CreateMedicationRequest) for spec in rec.suggestions for action in spec.actions
+    ):
+        tags = (*tags, "PIC20", "FIO21")  # the organic salts offered as alternatives (section 7.2)
+    if Qualifier.PEDIATRIC in rec.qualifiers:
+        tags = (*tags, "IOM97")  # the age-specific upper intake the detail names (section 0)
     card: dict[str, Any] = {
         "uuid": id_factory(),
         "summary": card_summary(rec, assessment),

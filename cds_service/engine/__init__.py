@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from cds_service.engine.assessment import Assessment, assess, assessment_to_dict
 from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import RULES_VERSION
 
-__all__ = ["Assessment", "ClinicalSettings", "assess", "assessment_to_dict"]
+__all__ = ["RULES_VERSION", "Assessment", "ClinicalSettings", "assess", "assessment_to_dict"]

@@ -3,7 +3,9 @@
 Heavy means > 1 drink/day (female) or > 2 drinks/day (male). Sources in order of preference:
 (a) LOINC 74013-4 drinks per day; (b) AUDIT-C items 68518-0 (how often) and 68519-8 (drinks on a typical
 day) as an interval of average drinks/day = frequency per week x drinks per occasion / 7; (c) an active
-Condition of alcohol abuse or dependence. A source that cannot decide hands over to the next one.
+Condition of alcohol abuse or dependence. A source that cannot decide hands over to the next one, and an active
+alcohol use disorder makes the component heavy even when (a) or (b) say not heavy (a diagnosis outweighs a
+self-report). With the sex unknown: > 2 drinks/day heavy, <= 1 not heavy, in between undecided.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from cds_service.engine.facts import Evidence, Facts, LabResult
+from cds_service.engine.facts import ConditionFact, Evidence, Facts, LabResult
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.engine.vocabulary import AlcoholMethod, ConditionConcept, LabConcept
 from cds_service.engine.windows import has_usable_value, select_newest
@@ -87,41 +89,59 @@ def auditc_interval(frequency: str | None, drinks: str | None) -> tuple[float, f
 
 
 def assess_alcohol(facts: Facts, now: datetime, settings: ClinicalSettings) -> AlcoholResult:
-    """Heavy drinking per section 4, in order of preference."""
+    """Heavy drinking per section 4: the first source that decides, and a diagnosis over a self-report."""
+    notes: list[str] = []
+    reported = _self_report(facts, now, settings, notes)
+    if reported is not None and reported.heavy is True:
+        return _with_notes(reported, notes)
+    diagnosis = _active_disorder(facts)
+    if diagnosis is not None:
+        # Section 4: an active alcohol use disorder outweighs a self-report of not heavy. Safest reading: any of the
+        # three codes (abuse as well as dependence) does, as (c) lists them together.
+        if reported is not None:
+            notes.append(f"{reported.method} says not heavy, but an active alcohol use disorder Condition outweighs it")
+        return AlcoholResult(True, AlcoholMethod.CONDITION, (diagnosis.evidence,), notes=tuple(notes))
+    if reported is not None:
+        return _with_notes(reported, notes)
+    return AlcoholResult(None, AlcoholMethod.NONE, notes=tuple(notes))
+
+
+def _self_report(facts: Facts, now: datetime, settings: ClinicalSettings, notes: list[str]) -> AlcoholResult | None:
+    """Sources (a) then (b): the first that decides heavy or not heavy; None when neither decides."""
     window = settings.alcohol_window_days
     gender = facts.patient.gender
-    notes: list[str] = []
-
     per_day = select_newest(facts.labs, LabConcept.ALCOHOL_DRINKS_PER_DAY, now, window)
     notes.extend(per_day.notes)
     direct = per_day.current
     if direct is not None and has_usable_value(direct) and direct.value is not None:
         result = _from_drinks_per_day(direct, gender)
         if result.heavy is not None:
-            return _with_notes(result, notes)
+            return result
         notes.append(f"74013-4 value {direct.evidence.value} does not decide heavy drinking for this sex")
 
     frequency = select_newest(facts.labs, LabConcept.AUDITC_FREQUENCY, now, window)
     typical = select_newest(facts.labs, LabConcept.AUDITC_TYPICAL_DRINKS, now, window)
     notes.extend(frequency.notes + typical.notes)
-    freq_band = _band(frequency.current)
-    drinks_band = _band(typical.current)
-    interval = auditc_interval(freq_band, drinks_band)
+    interval = auditc_interval(_band(frequency.current), _band(typical.current))
     if interval is not None:
         heavy = classify_interval(interval[0], interval[1], gender)
         evidence = tuple(r.evidence for r in (frequency.current, typical.current) if r is not None)
         if heavy is not None:
-            return AlcoholResult(heavy, AlcoholMethod.AUDIT_C, evidence, interval[0], interval[1], tuple(notes))
+            return AlcoholResult(heavy, AlcoholMethod.AUDIT_C, evidence, interval[0], interval[1])
         notes.append("AUDIT-C answers do not decide heavy drinking for this sex")
+    return None
 
+
+def _active_disorder(facts: Facts) -> ConditionFact | None:
+    """The first active, not refuted alcohol use disorder Condition (source (c))."""
     for condition in facts.conditions:
         if (
             condition.concept == ConditionConcept.ALCOHOL_USE_DISORDER
             and condition.clinical_status in ACTIVE_CLINICAL_STATUSES
             and condition.verification_status not in EXCLUDED_VERIFICATION_STATUSES
         ):
-            return AlcoholResult(True, AlcoholMethod.CONDITION, (condition.evidence,), notes=tuple(notes))
-    return AlcoholResult(None, AlcoholMethod.NONE, notes=tuple(notes))
+            return condition
+    return None
 
 
 def _band(result: LabResult | None) -> str | None:

@@ -1,4 +1,4 @@
-"""The assessment: every conclusion of clinical-rules.md sections 1-6 with its evidence.
+"""The assessment: every conclusion of clinical-rules.md sections 0-7.1 with its evidence.
 
 ``assess`` is pure: facts, ``now`` and settings in; a frozen ``Assessment`` out. It never raises on missing or
 unusable data: those become ``unknown`` conclusions with notes that say why. It holds conclusions drawn from the
@@ -20,9 +20,10 @@ from cds_service.engine.facts import Evidence, Facts, MedicationFact
 from cds_service.engine.femg import FemgResult, assess_femg
 from cds_service.engine.magnesium import MagnesiumResult, assess_ionized, assess_serum
 from cds_service.engine.mds import MdsResult, compute_mds
-from cds_service.engine.medications import current_medications, with_class
+from cds_service.engine.medications import current_medications, product_kind, salt_class, with_class
+from cds_service.engine.scope import assess_scope
 from cds_service.engine.settings import ClinicalSettings
-from cds_service.engine.vocabulary import Deficiency, DrugClass
+from cds_service.engine.vocabulary import RULES_VERSION, Deficiency, DrugClass, Scope
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Assessment:
     """Everything the engine concluded for one patient at ``now``."""
 
     now: datetime
+    scope: Scope
+    age_years: int | None  # whole years at `now` (the youngest the birth date allows); None without a birth date
     mds: MdsResult
     egfr: EgfrResult
     serum_mg: MagnesiumResult
@@ -41,6 +44,7 @@ class Assessment:
     other_risk_drugs: tuple[str, ...]
     other_risk_evidence: tuple[Evidence, ...]
     notes: tuple[str, ...]
+    rules_version: str = RULES_VERSION
 
 
 def other_risk_drug_names(
@@ -58,13 +62,14 @@ def other_risk_drug_names(
 
 
 def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessment:
-    """Assess one patient at ``now`` (clinical-rules.md sections 1-6)."""
+    """Assess one patient at ``now`` (clinical-rules.md sections 0-7.1)."""
+    scope = assess_scope(facts.patient, now)
     current = current_medications(facts.medications, now)
     egfr = assess_egfr(facts, now, settings)
     alcohol = assess_alcohol(facts, now, settings)
     serum = assess_serum(facts, now, settings)
     ionized = assess_ionized(facts, now, settings)
-    femg = assess_femg(facts, now, settings, serum.category)
+    femg = assess_femg(facts, now, settings, serum.category, egfr)
     mds = compute_mds(current, facts.medications_known, egfr, alcohol)
     other_names, other_evidence = other_risk_drug_names(current)
     notes = (
@@ -77,6 +82,8 @@ def assess(facts: Facts, now: datetime, settings: ClinicalSettings) -> Assessmen
     )
     return Assessment(
         now=now,
+        scope=scope.scope,
+        age_years=scope.age_years,
         mds=mds,
         egfr=egfr,
         serum_mg=serum,
@@ -134,6 +141,21 @@ def _magnesium_to_dict(result: MagnesiumResult) -> dict[str, Any]:
         "reference_low": result.reference_low,
         "reference_high": result.reference_high,
         "reference_source": result.reference_source,
+        "reported_value": result.reported_value,
+        "reported_unit": result.reported_unit,
+    }
+
+
+def _medication_to_dict(medication: MedicationFact) -> dict[str, Any]:
+    return {
+        "resource": f"{medication.resource_type}/{medication.resource_id}",
+        "display": medication.display,
+        "ingredients": list(medication.ingredients),
+        "classes": sorted(medication.classes),
+        "draft": medication.is_draft,
+        "product_kind": product_kind(medication),
+        "salt_class": salt_class(medication),
+        "product_rule": medication.product_rule or None,
     }
 
 
@@ -141,6 +163,9 @@ def assessment_to_dict(assessment: Assessment, recommendation_codes: Sequence[st
     """The assessment as the JSON of issue 3 (``mgcds evaluate --json``), with the codes of the cards returned."""
     a = assessment
     return {
+        "rules_version": a.rules_version,
+        "scope": a.scope,
+        "age_years": a.age_years,
         "now": a.now.isoformat(),
         "mds": {
             "min": a.mds.min,
@@ -164,6 +189,9 @@ def assessment_to_dict(assessment: Assessment, recommendation_codes: Sequence[st
             "preliminary": a.egfr.preliminary,
             "evidence": [evidence_to_dict(e) for e in a.egfr.evidence],
             "stale": [evidence_to_dict(e) for e in a.egfr.stale],
+            "reported_same_day": a.egfr.reported_same_day,
+            "reported_same_day_comparator": a.egfr.reported_same_day_comparator,
+            "not_computed": a.egfr.gap,
         },
         "serum_mg": _magnesium_to_dict(a.serum_mg),
         "ionized_mg": _magnesium_to_dict(a.ionized_mg),
@@ -180,6 +208,7 @@ def assessment_to_dict(assessment: Assessment, recommendation_codes: Sequence[st
             "evidence": [evidence_to_dict(e) for e in a.alcohol.evidence],
         },
         "other_risk_drugs": list(a.other_risk_drugs),
+        "magnesium_products": [_medication_to_dict(m) for m in a.current_medications if product_kind(m) is not None],
         "deficiency": a.deficiency,
         "recommendations": list(recommendation_codes),
         "notes": list(a.notes),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from cds_service.engine.vocabulary import ConditionConcept, Hook, LabConcept
+from cds_service.engine.vocabulary import ConditionConcept, DrugClass, Hook, LabConcept, MagnesiumProductKind
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,16 @@ class Evidence:
 
 @dataclass(frozen=True)
 class PatientFacts:
-    """Demographics the equations need."""
+    """Demographics the equations and the scope (clinical-rules.md section 0) need."""
 
     birth_date: date | None = None
     gender: str | None = None
+    # Patient.deceasedBoolean true or Patient.deceasedDateTime present (section 0).
+    deceased: bool = False
+    # The last day a partial birthDate ("2008", "2008-12") may stand for; the birth date itself when complete.
+    birth_date_latest: date | None = None
+    # Patient.deceasedDateTime when it could be read (a death after `now` leaves the patient alive at `now`).
+    deceased_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class LabResult:
     reference_low: float | None = None
     reference_high: float | None = None
     unusable_reason: str | None = None
+    # The LOINC codes of Observation.code (``98980-6``): which eGFR counts at equal times (section 3).
+    loinc_codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,12 @@ class MedicationFact:
     matched_by: str = ""
     # Each ingredient's own classes (a combination product: which ingredient is the diuretic), from terminology.
     ingredient_classes: tuple[tuple[str, frozenset[str]], ...] = ()
-    # Given intravenously, intramuscularly or subcutaneously (route or dose form); oral-supplement advice skips it.
-    parenteral: bool = False
+    # A magnesium product's kind (section 5): oral supplement, laxative/antacid or parenteral; None for any other drug.
+    product_kind: MagnesiumProductKind | None = None
+    # A magnesium product's salt class (mg-salt-organic / -inorganic / -unspecified); None for any other drug.
+    salt_class: DrugClass | None = None
+    # Why terminology gave the product its kind (the clause of section 5), for the evidence.
+    product_rule: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 Values arrive in mmol/L, unrounded (the extractor converted mg/dL x 0.4114, mg/L x 0.04114, mEq/L x 0.5).
 They are rounded to 2 decimals, half up, before any comparison: 1.7 mg/dL -> 0.69938 -> 0.70 -> low-normal.
+The value and unit as the laboratory reported them travel with the result, for the cards' dual units
+("serum Mg 0.78 mmol/L (1.9 mg/dL)").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ SEVERE_LOW_BELOW = 0.50  # [PAP26] severe hypomagnesemia
 LOW_BELOW = 0.70  # [PIC20] hypomagnesemia
 LOW_NORMAL_BELOW = 0.85  # [COS16] chronic latent deficiency below 0.85
 NORMAL_MAX = 1.05  # above: hypermagnesemia
+SEVERE_HIGH_FROM = 2.00  # [YU16] symptoms of hypermagnesemia appear above 2 mmol/L (4.8 mg/dL)
 
 _Categoriser = Callable[[float, str | None, LabResult], MagnesiumCategory]
 
@@ -42,6 +45,9 @@ class MagnesiumResult:
     reference_high: float | None = None
     reference_source: IonizedReference | None = None
     notes: tuple[str, ...] = ()
+    # The value and unit exactly as the laboratory reported them (valueQuantity.value, .unit else .code).
+    reported_value: str | None = None
+    reported_unit: str | None = None
 
 
 def round_mmol(value: float) -> float:
@@ -59,7 +65,9 @@ def serum_category(rounded_mmol_l: float) -> MagnesiumCategory:
         return MagnesiumCategory.LOW_NORMAL
     if rounded_mmol_l <= NORMAL_MAX:
         return MagnesiumCategory.NORMAL
-    return MagnesiumCategory.HIGH
+    if rounded_mmol_l < SEVERE_HIGH_FROM:
+        return MagnesiumCategory.HIGH
+    return MagnesiumCategory.SEVERE_HIGH
 
 
 def serum_category_bounded(rounded: float, comparator: str | None) -> MagnesiumCategory:
@@ -70,8 +78,14 @@ def serum_category_bounded(rounded: float, comparator: str | None) -> MagnesiumC
         return MagnesiumCategory.SEVERE_LOW if rounded <= SEVERE_LOW_BELOW else MagnesiumCategory.UNKNOWN
     if comparator == "<=":
         return MagnesiumCategory.SEVERE_LOW if rounded < SEVERE_LOW_BELOW else MagnesiumCategory.UNKNOWN
+    # Safest reading: a lower bound inside the high range (">1.5") may be high or severe-high; it is hypermagnesemia
+    # either way, so it is `high` (never `unknown`, which would drop the warning); from 2.00 it is severe-high.
     if comparator == ">":
+        if rounded >= SEVERE_HIGH_FROM:
+            return MagnesiumCategory.SEVERE_HIGH
         return MagnesiumCategory.HIGH if rounded >= NORMAL_MAX else MagnesiumCategory.UNKNOWN
+    if rounded >= SEVERE_HIGH_FROM:
+        return MagnesiumCategory.SEVERE_HIGH
     return MagnesiumCategory.HIGH if rounded > NORMAL_MAX else MagnesiumCategory.UNKNOWN
 
 
@@ -120,6 +134,8 @@ def assess_ionized(facts: Facts, now: datetime, settings: ClinicalSettings) -> M
         reference_high=high,
         reference_source=source,
         notes=result.notes,
+        reported_value=result.reported_value,
+        reported_unit=result.reported_unit,
     )
 
 
@@ -138,6 +154,8 @@ def _interpret(selection: Selection, categorise: _Categoriser) -> MagnesiumResul
             preliminary=selection.preliminary,
             effective=current.effective,
             notes=selection.notes,
+            reported_value=current.evidence.value,
+            reported_unit=current.evidence.unit,
         )
     comparator = current.comparator if current.comparator in ("<", "<=", ">", ">=") else None
     rounded = round_mmol(current.value)
@@ -153,4 +171,6 @@ def _interpret(selection: Selection, categorise: _Categoriser) -> MagnesiumResul
         preliminary=selection.preliminary,
         effective=current.effective,
         notes=notes,
+        reported_value=current.evidence.value,
+        reported_unit=current.evidence.unit,
     )

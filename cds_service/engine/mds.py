@@ -13,6 +13,7 @@ from cds_service.engine.alcohol import AlcoholResult
 from cds_service.engine.egfr import EgfrResult
 from cds_service.engine.facts import Evidence, MedicationFact
 from cds_service.engine.medications import with_class
+from cds_service.engine.rounding import number_text
 from cds_service.engine.vocabulary import DIURETIC_CLASSES, DrugClass, MdsComponentName, MdsGroup
 
 DIURETIC_POINTS = 1  # [FAN21]
@@ -76,7 +77,7 @@ def drug_component(
 def egfr_component(egfr: EgfrResult) -> MdsComponent:
     """The eGFR component: [0, 2] when unknown, widened by a comparator."""
     low, high = egfr.points
-    basis = "unknown" if egfr.value is None else f"egfr {egfr.comparator or ''}{egfr.value}"
+    basis = "unknown" if egfr.value is None else f"egfr {egfr.comparator or ''}{number_text(egfr.value)}"
     return MdsComponent(MdsComponentName.EGFR, (low, high), basis, egfr.evidence)
 
 

@@ -12,3 +12,8 @@ def round_half_up(value: float, places: int) -> float:
     """``value`` rounded to ``places`` decimals, halves up (0.125 -> 0.13, 68.5 -> 69)."""
     exponent = Decimal(1).scaleb(-places)
     return float(_CONTEXT.quantize(Decimal(repr(value)), exponent))
+
+
+def number_text(value: float) -> str:
+    """A value as reported, never rounded and without a trailing ".0": 29.6 -> "29.6", 72.0 -> "72"."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

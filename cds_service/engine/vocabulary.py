@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# The version of clinical-rules.md this engine implements (section 11 lists what changed); every assessment names it.
+RULES_VERSION = "2026.12"
+
 
 class Hook(StrEnum):
     """The CDS Hooks this service answers (hook library: patient-view, order-select, order-sign)."""
@@ -110,7 +113,36 @@ class MagnesiumCategory(StrEnum):
     LOW_NORMAL = "low-normal"
     NORMAL = "normal"
     HIGH = "high"
+    SEVERE_HIGH = "severe-high"  # version 2: the symptomatic range [YU16]
     UNKNOWN = "unknown"
+
+
+# Hypermagnesemia, of either severity (sections 7.1, 7.2 and 8).
+HIGH_CATEGORIES = frozenset({MagnesiumCategory.HIGH, MagnesiumCategory.SEVERE_HIGH})
+# Hypomagnesemia, of either severity (sections 6 and 7.1).
+LOW_CATEGORIES = frozenset({MagnesiumCategory.LOW, MagnesiumCategory.SEVERE_LOW})
+# The categories an ionized result can have (section 2): the serum severities do not apply to it.
+IONIZED_CATEGORIES = frozenset(
+    {MagnesiumCategory.LOW, MagnesiumCategory.NORMAL, MagnesiumCategory.HIGH, MagnesiumCategory.UNKNOWN}
+)
+
+
+class Scope(StrEnum):
+    """Whom the rules speak about (section 0)."""
+
+    ADULT = "adult"
+    PEDIATRIC = "pediatric"  # below 18 years: only the urgent cards, without doses
+    DECEASED = "deceased"  # no cards at all
+
+
+class EgfrGap(StrEnum):
+    """Why no eGFR could be computed from a creatinine on file (section 3; the check-renal-function summary)."""
+
+    CREATININE_UNUSABLE = "creatinine-unusable"
+    EGFR_UNUSABLE = "egfr-unusable"  # the newest reported eGFR cannot be read, and no creatinine is newer
+    SEX_UNKNOWN = "sex-unknown"
+    BIRTH_DATE_UNKNOWN = "birth-date-unknown"
+    UNDER_ADULT_AGE = "under-adult-age"  # the patient was under 18 when the creatinine was drawn (section 0)
 
 
 class IonizedReference(StrEnum):
@@ -121,7 +153,7 @@ class IonizedReference(StrEnum):
 
 
 class FemgInterpretation(StrEnum):
-    """What a fractional excretion of magnesium says (section 5) [TUC20]."""
+    """What a fractional excretion of magnesium says (section 6) [TUC20]."""
 
     RENAL_WASTING = "renal-wasting"
     EXTRARENAL = "extrarenal"
@@ -139,7 +171,7 @@ class AlcoholMethod(StrEnum):
 
 
 class Deficiency(StrEnum):
-    """The deficiency assessment (section 6)."""
+    """The deficiency assessment (section 7.1)."""
 
     EXCESS = "excess"
     LIKELY = "likely"
@@ -193,9 +225,32 @@ class RecommendationCode(StrEnum):
     SUPPLEMENT_ORGANIC = "supplement-organic"
     SWITCH_TO_ORGANIC = "switch-to-organic"
     STOP_SUPPLEMENT = "stop-supplement"
+    EVALUATE_HYPERMAGNESEMIA = "evaluate-hypermagnesemia"
+    PERSISTENT_DEFICIENCY = "persistent-deficiency"
     ORDER_DEPLETES_MG = "order-depletes-mg"
     ORDER_SUPPLEMENT_CONTRAINDICATED = "order-supplement-contraindicated"
+    ORDER_PARENTERAL_MG_MONITOR = "order-parenteral-mg-monitor"
     ORDER_SPACING = "order-spacing"
+
+
+# The only patient-view cards a child gets (section 0), without doses.
+PEDIATRIC_CODES = frozenset(
+    {
+        RecommendationCode.URGENT_EVALUATION,
+        RecommendationCode.EVALUATE_HYPERMAGNESEMIA,
+        RecommendationCode.STOP_SUPPLEMENT,
+    }
+)
+# The cards whose detail carries the PPI and diuretic cause notes for a likely deficiency (section 7.2).
+CAUSE_NOTE_CODES = frozenset(
+    {
+        RecommendationCode.URGENT_EVALUATION,
+        RecommendationCode.SUPPLEMENT_ORGANIC,
+        RecommendationCode.PERSISTENT_DEFICIENCY,
+        RecommendationCode.SWITCH_TO_ORGANIC,
+        RecommendationCode.SUPPLEMENT_RENAL_CAUTION,
+    }
+)
 
 
 class Qualifier(StrEnum):
@@ -204,3 +259,14 @@ class Qualifier(StrEnum):
     ORDERS_UNKNOWN = "orders-unknown"
     MEDICATIONS_UNKNOWN = "medications-unknown"
     EGFR_BELOW_30_NOT_EXCLUDED = "egfr-below-30-not-excluded"
+    # A possible deficiency's test-ionized-mg card offers no supplement because of the kidneys (section 7.2).
+    EGFR_BELOW_30 = "egfr-below-30"
+    EGFR_UNKNOWN = "egfr-unknown"
+    # A child: the adult rules do not apply; the detail names the age's upper intake (section 0) [IOM97].
+    PEDIATRIC = "pediatric"
+    # Parenteral magnesium is current: evaluate-hypermagnesemia adds its monitoring advice (section 7.2).
+    PARENTERAL_MAGNESIUM_CURRENT = "parenteral-magnesium-current"
+    # A PPI draft: the magnesium risk comes with long-term use (section 8) [FDA11].
+    LONG_TERM_PPI = "long-term-ppi"
+    # check-renal-function: a creatinine is already ordered, so no second one is suggested.
+    CREATININE_ORDERED = "creatinine-ordered"

@@ -304,9 +304,53 @@ def test_draft_parenteral_magnesium_sulfate_is_not_switched_to_oral_citrate(
     assert _recommendations(call(client, request)) == []
 
 
-def test_draft_oral_magnesium_sulfate_by_code_is_switched(client: FlaskClient) -> None:
-    # RxNorm 1053346 "magnesium sulfate 1000 MG Granules for Oral Solution": oral, inorganic, so switched.
+def test_draft_oral_magnesium_sulfate_granules_are_a_laxative_and_not_switched(client: FlaskClient) -> None:
+    # RxNorm 1053346 "magnesium sulfate 1000 MG Granules for Oral Solution" (Epsom salt): version 2 section 5 makes
+    # an oral solution of the sulfate a laxative-antacid, which is not a supplement: no switch-to-organic (v1 gave
+    # one). eGFR 80 and serum 1.8 mg/dL (0.74 mmol/L) do not contraindicate it: no card.
     draft = med_request("d-oral", "", status="draft", code="1053346")
     del draft["medicationCodeableConcept"]["text"]
     cards = call(client, order_request("order-sign", [draft], observations=(serum_mg(1.8, "mg/dL"), egfr(80))))
-    assert _recommendations(cards) == ["switch-to-organic"]
+    assert _recommendations(cards) == []
+
+
+def test_iv_magnesium_sulfate_at_egfr_20_in_hypomagnesemia_is_monitored_never_deleted(client: FlaskClient) -> None:
+    # Issue 14's first example: v1 said "supplement contraindicated" and offered to delete the IV order. Version 2
+    # section 8: a parenteral draft with eGFR < 30 -> order-parenteral-mg-monitor (info), no suggestion at all.
+    # Serum 1.4 mg/dL x 0.4114 = 0.57596 -> 0.58 mmol/L (low).
+    draft = med_request("d-iv", "Magnesium sulfate 2 g in 50 mL", status="draft")
+    draft["dosageInstruction"] = [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}}]
+    cards = call(client, order_request("order-sign", [draft], observations=(serum_mg(1.4, "mg/dL"), egfr(20))))
+    assert _recommendations(cards) == ["order-parenteral-mg-monitor"]
+    (card,) = cards
+    assert card["indicator"] == "info"
+    assert "suggestions" not in card
+    assert card["extension"]["org.mgcds.draft-order"] == "MedicationRequest/d-iv"
+
+
+def test_milk_of_magnesia_draft_at_egfr_25_is_contraindicated_and_not_switched(client: FlaskClient) -> None:
+    # A laxative is oral magnesium for the contraindication (section 8), but not a supplement: no switch.
+    draft = med_request("d-mom", "Milk of Magnesia 400 mg/5 mL oral suspension", status="draft")
+    cards = call(client, order_request("order-sign", [draft], observations=(egfr(25),)))
+    assert _recommendations(cards) == ["order-supplement-contraindicated"]
+    assert cards[0]["suggestions"][0]["actions"][0]["resourceId"] == "MedicationRequest/d-mom"
+
+
+def test_ppi_draft_for_a_patient_already_on_it_gets_no_card(client: FlaskClient) -> None:
+    # Section 8: order-depletes-mg is not given when the drafted ingredient is already current in the record.
+    draft = med_request("d-ome-9", "Omeprazole 20 mg capsule", status="draft", code="7646")
+    taken = med_request("ome-on-file", "Omeprazole 20 mg capsule", status="active", code="7646")
+    request = order_request("order-select", [draft], observations=(egfr(95),), medication_requests=(taken,))
+    assert call(client, request) == []
+
+
+@pytest.mark.parametrize("patient_extra", [{"birthDate": "2020-06-01"}, {"deceasedBoolean": True}])
+def test_order_hooks_give_no_card_for_a_child_or_a_deceased_patient(
+    client: FlaskClient, patient_extra: dict[str, Any]
+) -> None:
+    # The citrate draft at eGFR 25 gives order-supplement-contraindicated for an adult (test above); section 0: no
+    # order-hook card for a child (born 2020: 6 years old) or a deceased patient.
+    draft = med_request("d-cit-0", "Magnesium citrate 150 mg tablet", status="draft")
+    request = order_request("order-sign", [draft], observations=(egfr(25),))
+    request["prefetch"]["patient"] = {**patient(), **patient_extra}
+    assert call(client, request) == []

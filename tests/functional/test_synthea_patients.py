@@ -29,6 +29,18 @@ CASES = [
 ]
 
 
+# Version 2 section 3: the laboratory eGFR (33914-3) reported at the creatinine's time, as reported (unrounded),
+# read from the raw JSON (tests/data/synthea-expectations.md); the computed value counts and the card shows both.
+SAME_DAY_REPORTED = {
+    "Barrett_Cummings": 81.17286141086646,
+    "Dennis_Durgan": 19.840590714372105,
+    "Michele_Wolf": 21.816967239728022,
+    "Oda_Gerlach": 16.07884114388395,
+    "Alfreda_Wyman": 145.85640717917823,
+    "Maida_Gerhold": 145.663181216084,
+}
+
+
 def _bundle(prefix: str) -> Any:
     folder = shared_path("fixtures", "synthea-r4")
     matches = sorted(folder.glob(f"{prefix}_*.json"))
@@ -62,6 +74,7 @@ def test_synthea_patient_view(
     assert [c["extension"]["org.mgcds.recommendation"] for c in cards] == codes
     for card in cards:
         assert f"MDS {mds[0]}" in card["summary"]
+        assert f"computed {egfr}, laboratory reported {SAME_DAY_REPORTED[prefix]!r}" in card["detail"]
         suggestion = card["suggestions"][0]["actions"][0]["resource"]
         assert suggestion["code"]["coding"][0]["code"] == "19123-9"
 
@@ -77,6 +90,9 @@ def test_synthea_assessment(
     assert assessment is not None
     assert assessment["egfr"]["value"] == egfr
     assert assessment["egfr"]["source"] == "ckd-epi-2021"
+    assert assessment["egfr"]["reported_same_day"] == SAME_DAY_REPORTED[prefix]
+    # Version 2: every assessment names its rules version and scope; all six are adults at `now`.
+    assert (assessment["rules_version"], assessment["scope"]) == ("2026.12", "adult")
     assert [assessment["mds"]["min"], assessment["mds"]["max"]] == mds
     assert assessment["mds"]["group"] == group
     assert assessment["serum_mg"]["category"] == "unknown"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import pytest
@@ -148,7 +150,36 @@ SCENARIOS: dict[str, tuple[Facts, str]] = {
         ),
         "Magnesium citrate",
     ),
+    Code.EVALUATE_HYPERMAGNESEMIA: (facts(labs=(lab("serum-magnesium", 1.60), lab("egfr", 20))), "1.60"),
+    Code.PERSISTENT_DEFICIENCY: (
+        facts(
+            labs=(lab("serum-magnesium", 0.6), lab("egfr", 45)),
+            meds=(med("magnesium glycinate", "mg-salt-organic"),),
+        ),
+        "Magnesium glycinate",
+    ),
+    Code.ORDER_PARENTERAL_MG_MONITOR: (
+        facts(
+            hook="order-sign",
+            labs=(lab("egfr", 20), lab("serum-magnesium", 0.6)),
+            meds=(
+                med(
+                    "magnesium sulfate",
+                    "mg-salt-inorganic",
+                    kind="parenteral",
+                    display="Magnesium sulfate 2 g IV",
+                    draft=True,
+                    concerned=True,
+                ),
+            ),
+        ),
+        "Magnesium sulfate 2 g IV",
+    ),
 }
+
+
+def test_every_recommendation_code_has_a_card_scenario() -> None:
+    assert set(SCENARIOS) == set(Code)
 
 
 @pytest.mark.parametrize("code", sorted(SCENARIOS))
@@ -220,6 +251,111 @@ def test_detail_shows_evidence_unknowns_and_sources(id_factory: Callable[[], str
 def test_spacing_advice_in_detail(id_factory: Callable[[], str]) -> None:
     (card,) = _cards(SCENARIOS[Code.ORDER_SPACING][0], id_factory)
     assert "2-3 hours apart" in card["detail"]
+
+
+# Section 7.3 (version 2): the advice depends on the ingredient. Texts are the table's, one row per drug.
+SPACING_ROWS = [
+    ("ciprofloxacin", "interacts-fluoroquinolone", "ciprofloxacin 2 hours before or 6 hours after magnesium"),
+    ("levofloxacin", "interacts-fluoroquinolone", "levofloxacin 2 hours before or 2 hours after magnesium"),
+    ("moxifloxacin", "interacts-fluoroquinolone", "moxifloxacin 4 hours before or 8 hours after magnesium"),
+    ("alendronate", "interacts-bisphosphonate", "alendronate first, at least 30 minutes before magnesium"),
+    ("risedronate", "interacts-bisphosphonate", "risedronate first, at least 30 minutes before magnesium"),
+    ("ibandronate", "interacts-bisphosphonate", "ibandronate at least 60 minutes before magnesium"),
+    ("levothyroxine", "interacts-levothyroxine", "levothyroxine and magnesium 4 hours apart"),
+    ("dolutegravir", "interacts-integrase-inhibitor", "dolutegravir 2 hours before or 6 hours after magnesium"),
+    ("bictegravir", "interacts-integrase-inhibitor", "bictegravir 2 hours before or 6 hours after magnesium"),
+    ("eltrombopag", "interacts-eltrombopag", "eltrombopag 2 hours before or 4 hours after magnesium"),
+    ("gabapentin", "interacts-gabapentin", "gabapentin at least 2 hours after magnesium"),
+    ("minocycline", "interacts-tetracycline", "minocycline and magnesium 2-3 hours apart"),
+]
+
+
+@pytest.mark.parametrize(("ingredient", "drug_class", "advice"), SPACING_ROWS, ids=[r[0] for r in SPACING_ROWS])
+def test_spacing_advice_per_drug(ingredient: str, drug_class: str, advice: str, id_factory: Callable[[], str]) -> None:
+    f = facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45)), meds=(med(ingredient, drug_class),))
+    (card,) = _cards(f, id_factory)
+    assert advice in card["detail"]
+
+
+def test_possible_deficiency_gets_one_card_with_the_salts_as_alternatives(id_factory: Callable[[], str]) -> None:
+    (card,) = _cards(facts(labs=(lab("serum-magnesium", 0.75), lab("egfr", 95))), id_factory)
+    assert card["extension"]["org.mgcds.recommendation"] == "test-ionized-mg"
+    assert card["selectionBehavior"] == "at-most-one"
+    resources = [s["actions"][0]["resource"]["resourceType"] for s in card["suggestions"]]
+    assert resources == ["ServiceRequest", "MedicationRequest", "MedicationRequest", "MedicationRequest"]
+    assert "Alternatively start an organic magnesium salt" in card["detail"]
+    assert {"https://doi.org/10.3390/nu12123672", "https://doi.org/10.3390/nu13041136"} <= {
+        link["url"] for link in card["links"]
+    }
+
+
+def test_possible_deficiency_renal_notes(id_factory: Callable[[], str]) -> None:
+    (low,) = _cards(facts(labs=(lab("serum-magnesium", 0.75), lab("egfr", 25))), id_factory)
+    assert "eGFR 25: oral magnesium only under specialist supervision" in low["detail"]
+    (unknown,) = _cards(facts(labs=(lab("serum-magnesium", 0.75),)), id_factory)
+    assert "renal function unknown: check creatinine before any supplement" in unknown["detail"].lower()
+
+
+def test_dual_units_and_unrounded_egfr(id_factory: Callable[[], str]) -> None:
+    # 1.9 mg/dL x 0.4114 = 0.78166 -> 0.78 mmol/L; the laboratory's value and unit follow (section 2).
+    reported = lab("serum-magnesium", 1.9 * 0.4114)
+    reported = replace(reported, evidence=replace(reported.evidence, value="1.9", unit="mg/dL"))
+    (card,) = _cards(facts(labs=(reported, lab("egfr", 29.6))), id_factory)
+    assert "0.78 mmol/L (1.9 mg/dL)" in card["summary"]
+    assert "eGFR 29.6: oral magnesium only under specialist supervision" in card["detail"]
+
+
+def test_computed_and_laboratory_egfr_are_both_shown(id_factory: Callable[[], str]) -> None:
+    # CKD-EPI female 60, creatinine 2.5 mg/dL = 21 (hand calculation in engine/test_scope_and_egfr_v2.py); the
+    # laboratory reported 81 the same day.
+    f = facts(labs=(lab("serum-magnesium", 0.6), lab("serum-creatinine", 2.5, days_ago=2), lab("egfr", 81, days_ago=2)))
+    (card,) = _cards(f, id_factory)
+    assert "computed 21, laboratory reported 81" in card["detail"]
+
+
+def test_cause_notes_and_femg_line_on_a_likely_deficiency(id_factory: Callable[[], str]) -> None:
+    # FEMg: U_Mg 2.0 x S_Cr 1.0 / (0.7 x S_Mg 0.6 x U_Cr 100) x 100 = 4.76 -> 4.8 % ; eGFR 75 >= 60 -> renal-wasting.
+    labs = (
+        lab("urine-magnesium", 2.0, days_ago=3),
+        lab("urine-creatinine", 100.0, days_ago=3),
+        lab("serum-magnesium", 0.6, days_ago=2),
+        lab("serum-creatinine", 1.0, days_ago=3),
+        lab("egfr", 75, days_ago=1),  # newer than the creatinine: the reported 75 counts
+    )
+    meds = (med("omeprazole", "proton-pump-inhibitor"), med("furosemide", "loop-diuretic", display="Lasix 40 mg"))
+    (card,) = _cards(facts(labs=labs, meds=meds), id_factory)
+    assert card["extension"]["org.mgcds.recommendation"] == "supplement-organic"
+    detail = card["detail"]
+    assert "FEMg 4.8 % (renal-wasting) [TUC20]" in detail
+    assert "supplements alone may not correct" in detail
+    assert "[FDA11]" in detail
+    assert "furosemide (Lasix 40 mg), a loop diuretic" in detail
+
+
+def test_pediatric_card_names_the_upper_intake_and_links_iom97(id_factory: Callable[[], str]) -> None:
+    # Born 2020-06-01: 5 at NOW; [IOM97] upper intake at 4-8 years: 110 mg/day.
+    (card,) = _cards(facts(birth=date(2020, 6, 1), labs=(lab("serum-magnesium", 0.45),)), id_factory)
+    assert "the adult rules" in card["detail"]
+    assert "110 mg/day" in card["detail"]
+    assert "https://doi.org/10.17226/5776" in [link["url"] for link in card["links"]]
+
+
+def test_stop_supplement_names_every_current_magnesium_product(id_factory: Callable[[], str]) -> None:
+    meds = (
+        med("magnesium hydroxide", "mg-salt-inorganic", kind="laxative-antacid", display="Milk of Magnesia"),
+        med("magnesium sulfate", "mg-salt-inorganic", kind="parenteral", display="Magnesium sulfate 4 g IV"),
+    )
+    (card,) = _cards(facts(labs=(lab("serum-magnesium", 2.2), lab("egfr", 60)), meds=meds), id_factory)
+    assert card["indicator"] == "critical"  # 2.20 is severe-high
+    assert "Milk of Magnesia (laxative or antacid)" in card["detail"]
+    assert "Magnesium sulfate 4 g IV (parenteral)" in card["detail"]
+
+
+def test_creatinine_on_file_without_sex_says_why_and_orders_nothing(id_factory: Callable[[], str]) -> None:
+    f = facts(gender=None, labs=(lab("serum-magnesium", 0.6), lab("serum-creatinine", 1.0)))
+    (card,) = _cards(f, id_factory)
+    assert "suggestions" not in card
+    assert "sex not recorded" in card["summary"]
 
 
 INJECTION = "**Bold** <script>alert(1)</script> [click](https://evil.example) _x_ `code` # title"

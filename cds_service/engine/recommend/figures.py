@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from cds_service.engine.assessment import Assessment
 from cds_service.engine.facts import Evidence
+from cds_service.engine.rounding import number_text
 
 
 def mds_figure(assessment: Assessment) -> str:
     """The MDS as shown in a summary: "3/5" or "2-4/5"."""
     mds = assessment.mds
     return f"{mds.min}/5" if mds.min == mds.max else f"{mds.min}-{mds.max}/5"
+
+
+def egfr_figure(value: float | None, comparator: str | None) -> str:
+    """An eGFR as shown: unrounded as reported (29.6 stays 29.6, section 3), comparator kept (">60")."""
+    return "unknown" if value is None else f"{comparator or ''}{number_text(value)}"
 
 
 def common_figures(assessment: Assessment) -> tuple[tuple[str, str], ...]:
@@ -20,7 +26,7 @@ def common_figures(assessment: Assessment) -> tuple[tuple[str, str], ...]:
         figures.append(("serum_mg", f"{serum.comparator or ''}{serum.value_mmol_l:.2f}"))
     figures.append(("serum_category", str(serum.category)))
     if assessment.egfr.value is not None:
-        figures.append(("egfr", f"{assessment.egfr.comparator or ''}{assessment.egfr.value}"))
+        figures.append(("egfr", egfr_figure(assessment.egfr.value, assessment.egfr.comparator)))
     return tuple(figures)
 
 

@@ -46,10 +46,23 @@ class SuggestionSpec:
 
 @dataclass(frozen=True)
 class SpacingAdvice:
-    """Interaction spacing between a magnesium salt and an interacting drug (clinical-rules.md section 7)."""
+    """Interaction spacing between oral magnesium and an interacting drug (clinical-rules.md section 7.3).
+
+    The advice depends on the ingredient, not only the class (ciprofloxacin, levofloxacin and moxifloxacin differ).
+    """
 
     interaction_class: DrugClass  # one of INTERACTING_CLASSES
     drug: MedicationFact
+    ingredient: str = ""  # the interacting ingredient ("ciprofloxacin"); empty when the drug names none
+
+
+@dataclass(frozen=True)
+class CauseNote:
+    """A current drug to review as a cause of a likely deficiency (section 7.2): a PPI [FDA11], a loop or thiazide."""
+
+    drug_class: DrugClass  # PROTON_PUMP_INHIBITOR, LOOP_DIURETIC or THIAZIDE_DIURETIC
+    drug: MedicationFact
+    ingredient: str  # "furosemide"; the card adds the product name ("Lasix 40 mg") when it differs
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,10 @@ class Recommendation:
     spacing: tuple[SpacingAdvice, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     qualifiers: tuple[Qualifier, ...] = ()  # what the rule could not rule out, for the card's wording
+    causes: tuple[CauseNote, ...] = ()  # the PPI and diuretic cause notes (section 7.2)
+    # The magnesium products the card names (stop-supplement: each current one; persistent-deficiency: the supplements;
+    # evaluate-hypermagnesemia: the parenteral ones).
+    products: tuple[MedicationFact, ...] = ()
 
     def figure(self, key: str) -> str | None:
         """The key figure named ``key``, if present."""

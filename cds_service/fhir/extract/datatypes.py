@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from fhir.resources.R4B.codeableconcept import CodeableConcept
@@ -174,6 +174,21 @@ def parse_fhir_date(value: Any) -> date | None:
     """A FHIR date (or the date of a dateTime), or None."""
     parsed = parse_fhir_datetime(value)
     return parsed.date() if parsed is not None else None
+
+
+def latest_fhir_date(value: Any) -> date | None:
+    """The last day a FHIR date may stand for: "2008" -> 2008-12-31, "2008-02" -> 2008-02-29; a full date itself."""
+    if not isinstance(value, str):
+        return None
+    match = _FHIR_DATE.match(value)
+    if match is None or match.group(3) is not None:
+        return parse_fhir_date(value)
+    year = int(match.group(1))
+    month = int(match.group(2)) if match.group(2) else 12
+    if not 1 <= month <= 12 or year < 1:
+        return None
+    following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return following - timedelta(days=1)
 
 
 def status_of(resource: Mapping[str, Any]) -> str:

@@ -1,9 +1,13 @@
 """MedicationStatements and MedicationRequests -> medication facts, by ingredient and drug class.
 
 Ingredient, not product (clinical-rules.md section 4): terminology reads the product's code, its text, or the
-ingredients of the Medication it references. A referenced Medication comes from the prefetch stage (prefetched, or
-fetched in its second round); this module reads no network. A medication whose drug cannot be read is counted, so
-that the MDS drug components widen to [0, 1] instead of counting it as none.
+ingredients of the Medication it references. A magnesium-containing medication also gets its product kind and salt
+class (section 5: oral supplement, laxative/antacid, parenteral), decided by terminology from the product code, the
+dosage route, ``Medication.form`` and the words of the text; a drug whose magnesium is only its counter-ion
+("esomeprazole magnesium") is not a magnesium product and carries no magnesium salt class. A referenced Medication
+comes from the prefetch stage (prefetched, or fetched in its second round); this module reads no network. A
+medication whose drug cannot be read is counted, so that the MDS drug components widen to [0, 1] instead of counting
+it as none.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cds_service.engine.facts import Evidence, MedicationFact
+from cds_service.engine.vocabulary import MG_SALT_CLASSES
 from cds_service.fhir.extract.datatypes import (
     Concept,
     code_string,
@@ -25,6 +30,7 @@ from cds_service.fhir.extract.patient import PatientScope
 from cds_service.fhir.references import medication_key, reference_of
 from cds_service.interfaces import TerminologyService
 from terminology import CodeRef
+from terminology.products import MagnesiumProduct
 
 
 class MedicationReader:
@@ -115,10 +121,25 @@ class MedicationReader:
         period = resource.get("effectivePeriod")
         period_end = parse_fhir_datetime(period.get("end")) if isinstance(period, dict) else None
         display = display_of(codings, text) or ", ".join(i.name for i in classification.ingredients)
-        matched_by = "; ".join(i.matched_by for i in classification.ingredients)
+        ingredient_list = classification.ingredients
+        classes = classification.classes
+        product = None
+        if classes & MG_SALT_CLASSES:
+            product = self._magnesium_product(resource, codings, text, ingredients, form_names)
+            if product is None:
+                # Magnesium only as another drug's salt or an excipient ("esomeprazole magnesium"): that drug counts,
+                # the magnesium does not (section 5).
+                ingredient_list = tuple(i for i in ingredient_list if not i.classes & MG_SALT_CLASSES)
+                classes = frozenset(c for i in ingredient_list for c in i.classes)
+                if not ingredient_list:
+                    return None
+        matched_by = "; ".join(i.matched_by for i in ingredient_list)
+        if product is not None:
+            matched_by = f"{matched_by}; {product.rule}: {product.decided_by}"
+            self.notes.extend(f"{resource['resourceType']}/{resource_id(resource)}: {n}" for n in product.notes)
         return MedicationFact(
-            ingredients=tuple(i.name for i in classification.ingredients),
-            classes=classification.classes,
+            ingredients=tuple(i.name for i in ingredient_list),
+            classes=classes,
             resource_type=resource_type,
             resource_id=resource_id(resource),
             status=status_of(resource),
@@ -135,20 +156,41 @@ class MedicationReader:
             is_draft=draft,
             is_concerned=ref in concerned,
             matched_by=matched_by,
-            ingredient_classes=tuple((i.name, i.classes) for i in classification.ingredients),
-            parenteral=self._parenteral(resource, codings, text, form_names),
+            ingredient_classes=tuple((i.name, i.classes) for i in ingredient_list),
+            product_kind=product.kind if product is not None else None,
+            salt_class=product.salt_class if product is not None else None,
+            product_rule=product.rule if product is not None else "",
         )
 
-    def _parenteral(
-        self, resource: Mapping[str, Any], codings: list[CodeRef], text: str | None, form_names: list[str]
-    ) -> bool:
+    def _magnesium_product(
+        self,
+        resource: Mapping[str, Any],
+        codings: list[CodeRef],
+        text: str | None,
+        ingredients: list[Concept],
+        form_names: list[str],
+    ) -> MagnesiumProduct | None:
+        """The product kind and salt of a medication with a magnesium salt (section 5), from code, route, form, text."""
+        # MedicationRequest.dosageInstruction, MedicationStatement.dosage: both hold Dosage.route.
         dosages = resource.get("dosageInstruction" if resource["resourceType"] == "MedicationRequest" else "dosage")
         route: list[CodeRef] = []
         route_texts: list[str] = []
         for dosage in dosages if isinstance(dosages, list) else ():
-            concept = read_codeable_concept(dosage.get("route")) if isinstance(dosage, dict) else None
+            if not isinstance(dosage, dict):
+                continue
+            concept = read_codeable_concept(dosage.get("route"))
             if concept is not None:
                 route.extend(concept[0])
                 route_texts.extend([concept[1]] if concept[1] else [])
-        product_text = " ".join(name for name in (text, *form_names) if name) or None
-        return self.terminology.is_parenteral(codings, product_text, route, " ".join(route_texts) or None)
+            # Safest reading of section 5's "words in the text": the dosage text counts too ("2 g IV over 1 hour"):
+            # missing an intravenous order would offer to delete it, issue 14's first unsafe example.
+            if isinstance(dosage.get("text"), str) and dosage["text"].strip():
+                route_texts.append(dosage["text"])
+        return self.terminology.magnesium_product(
+            codings,
+            text,
+            route,
+            " ".join(route_texts) or None,
+            form_names,
+            [(concept.codings, concept.text) for concept in ingredients],
+        )

@@ -28,11 +28,26 @@ from cds_service.fhir.extract.datatypes import (
 )
 from cds_service.fhir.extract.patient import PatientScope
 from cds_service.interfaces import TerminologyService
+from terminology import CodeRef
+from terminology.valuesets import LOINC, canonical_system
 
 _NUMBER_WITH_COMPARATOR = re.compile(r"^\s*(<=|>=|<|>)?\s*(-?\d+(?:\.\d+)?)\s*$")
 # Concepts whose unit is fixed by definition, so a value sent as text (">60") can still be read.
 _TEXT_VALUE_CONCEPTS = frozenset({LabConcept.EGFR, LabConcept.ALCOHOL_DRINKS_PER_DAY})
 _EGFR_CANONICAL_UNIT = "mL/min/{1.73_m2}"
+_LOINC_SHAPE = re.compile(r"^\d{1,7}-\d$")
+
+
+def loinc_codes(codings: Sequence[CodeRef]) -> tuple[str, ...]:
+    """The LOINC codes among an Observation's codings (a LOINC-shaped code without a system counts, as terminology
+    reads it): which eGFR counts at equal times depends on its code (clinical-rules.md section 3)."""
+    found: list[str] = []
+    for coding in codings:
+        code = (coding.code or "").strip()
+        system = canonical_system(coding.system)
+        if code and (system == LOINC or (system is None and _LOINC_SHAPE.match(code))):
+            found.append(code)
+    return tuple(dict.fromkeys(found))
 
 
 def observation_time(resource: Mapping[str, Any]) -> datetime | None:
@@ -123,7 +138,8 @@ class ObservationReader:
             )
         if lab in AUDITC_ITEMS:
             return self._auditc(lab, element, status, when, evidence)
-        return self._quantity_lab(lab, resource, element, status, when, evidence)
+        result = self._quantity_lab(lab, resource, element, status, when, evidence)
+        return replace(result, loinc_codes=loinc_codes(codings))
 
     def _auditc(
         self, concept: LabConcept, element: Mapping[str, Any], status: str, when: datetime, evidence: Evidence

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from cds_service.engine.facts import PatientFacts
-from cds_service.fhir.extract.datatypes import parse_fhir_date
+from cds_service.fhir.extract.datatypes import latest_fhir_date, parse_fhir_date, parse_fhir_datetime
 from cds_service.fhir.references import belongs_to_patient
 
 
@@ -29,9 +29,22 @@ class PatientScope:
 
 
 def patient_facts(patient: Mapping[str, Any]) -> PatientFacts:
-    """Birth date and administrative gender, as the eGFR equation needs them."""
+    """Birth date, administrative gender and whether the patient has died (clinical-rules.md sections 0 and 3)."""
     gender = patient.get("gender")
+    birth = patient.get("birthDate")
     return PatientFacts(
-        birth_date=parse_fhir_date(patient.get("birthDate")),
+        birth_date=parse_fhir_date(birth),
         gender=gender if isinstance(gender, str) else None,
+        deceased=is_deceased(patient),
+        birth_date_latest=latest_fhir_date(birth),
+        deceased_at=parse_fhir_datetime(patient.get("deceasedDateTime")),
     )
+
+
+def is_deceased(patient: Mapping[str, Any]) -> bool:
+    """Patient.deceasedBoolean true, or a Patient.deceasedDateTime present (section 0)."""
+    # Section 0 says "present": a deceasedDateTime counts whatever its value, even one we cannot parse.
+    if patient.get("deceasedBoolean") is True:
+        return True
+    when = patient.get("deceasedDateTime")
+    return isinstance(when, str) and when.strip() != ""

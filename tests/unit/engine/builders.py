@@ -19,6 +19,7 @@ from cds_service.engine.facts import (
 from cds_service.engine.recommend import recommend
 from cds_service.engine.recommend.types import Recommendation
 from cds_service.engine.settings import ClinicalSettings
+from cds_service.engine.vocabulary import MG_SALT_CLASSES, DrugClass, MagnesiumProductKind
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -66,11 +67,16 @@ def med(
     concerned: bool = False,
     period_end: datetime | None = None,
     rid: str | None = None,
+    kind: str | None = None,
+    display: str | None = None,
 ) -> MedicationFact:
-    """One medication by ingredient name and classes."""
+    """One medication by ingredient name and classes; a magnesium salt is an oral supplement unless ``kind`` says."""
     rid = rid or f"med-{next(_ids)}"
     if draft:
         resource_type, status = "MedicationRequest", "draft"
+    salt = next((DrugClass(c) for c in classes if c in MG_SALT_CLASSES), None)
+    if kind is None and salt is not None:
+        kind = MagnesiumProductKind.ORAL_SUPPLEMENT
     return MedicationFact(
         ingredients=(name,),
         classes=frozenset(classes),
@@ -78,11 +84,14 @@ def med(
         resource_id=rid,
         status=status,
         evidence=Evidence(resource_type, rid, None, name),
-        display=name.capitalize(),
+        display=display or name.capitalize(),
         period_end=period_end,
         is_draft=draft,
         is_concerned=concerned,
         matched_by="test",
+        ingredient_classes=((name, frozenset(classes)),),
+        product_kind=MagnesiumProductKind(kind) if kind is not None else None,
+        salt_class=salt,
     )
 
 
@@ -110,10 +119,12 @@ def facts(
     medications_known: bool = True,
     orders_known: bool = True,
     data_notes: tuple[str, ...] = (),
+    deceased: bool = False,
+    birth_latest: date | None = None,
 ) -> Facts:
     """Facts for patient p1 (female, born 1966: 60 at NOW) unless told otherwise."""
     return Facts(
-        patient=PatientFacts(birth, gender),
+        patient=PatientFacts(birth, gender, deceased, birth_latest),
         labs=labs,
         medications=meds,
         conditions=conditions,

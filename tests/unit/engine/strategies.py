@@ -16,6 +16,7 @@ from cds_service.engine.facts import (
     OrderFact,
     PatientFacts,
 )
+from cds_service.engine.vocabulary import DrugClass, MagnesiumProductKind
 from tests.unit.engine.builders import NOW
 
 _ids = itertools.count(1)
@@ -28,9 +29,12 @@ BANDS = ["never", "monthly-or-less", "2-4-per-month", "2-3-per-week", "4-plus-pe
 CLASSES = ["loop-diuretic", "thiazide-diuretic", "potassium-sparing-diuretic", "carbonic-anhydrase-inhibitor",
            "proton-pump-inhibitor", "mg-wasting-other", "mg-salt-organic", "mg-salt-inorganic",
            "interacts-tetracycline", "interacts-fluoroquinolone", "interacts-bisphosphonate",
-           "interacts-levothyroxine", "interacts-integrase-inhibitor", "interacts-gabapentin"]  # fmt: skip
+           "interacts-levothyroxine", "interacts-integrase-inhibitor", "interacts-gabapentin",
+           "interacts-eltrombopag", "mg-salt-unspecified"]  # fmt: skip
 DEPLETING = ["loop-diuretic", "thiazide-diuretic", "potassium-sparing-diuretic",
              "carbonic-anhydrase-inhibitor", "proton-pump-inhibitor"]  # fmt: skip
+
+SALTS = [DrugClass.MG_SALT_ORGANIC, DrugClass.MG_SALT_INORGANIC, DrugClass.MG_SALT_UNSPECIFIED]
 
 optional_time = st.one_of(
     st.none(),
@@ -76,6 +80,8 @@ def medication_facts(draw: st.DrawFn) -> MedicationFact:
         period_end=draw(optional_time),
         is_draft=draft,
         is_concerned=draw(st.booleans()),
+        product_kind=draw(st.sampled_from([None, None, *MagnesiumProductKind])),
+        salt_class=draw(st.sampled_from([None, *SALTS])),
     )
 
 
@@ -85,6 +91,7 @@ def any_facts(draw: st.DrawFn) -> Facts:
         patient=PatientFacts(
             birth_date=draw(st.one_of(st.none(), st.dates(min_value=date(1900, 1, 1), max_value=date(2030, 1, 1)))),
             gender=draw(st.sampled_from([None, "male", "female", "other", "unknown"])),
+            deceased=draw(st.sampled_from([False, False, False, True])),
         ),
         labs=tuple(draw(st.lists(lab_results(), max_size=8))),
         medications=tuple(draw(st.lists(medication_facts(), max_size=5))),

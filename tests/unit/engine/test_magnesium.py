@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from cds_service.engine.magnesium import assess_ionized, assess_serum, round_mmol
@@ -30,6 +32,12 @@ SETTINGS = ClinicalSettings()
         (1.054, 1.05, "normal"),
         (1.055, 1.06, "high"),
         (1.06, 1.06, "high"),
+        # version 2: severe-high from 2.00 mmol/L [YU16]
+        (1.99, 1.99, "high"),
+        (1.994, 1.99, "high"),
+        (1.995, 2.00, "severe-high"),  # half up to 2.00
+        (2.00, 2.00, "severe-high"),
+        (3.5, 3.50, "severe-high"),
     ],
 )
 def test_serum_category_boundaries_in_mmol_l(mmol_l: float, rounded: float, category: str) -> None:
@@ -49,6 +57,9 @@ def test_serum_category_boundaries_in_mmol_l(mmol_l: float, rounded: float, cate
         (2.06, 0.85, "normal"),
         (2.55, 1.05, "normal"),
         (2.6, 1.07, "high"),
+        # [YU16]'s 4.8 mg/dL: 4.8 x 0.4114 = 1.97472 -> 1.97 (high); 4.87 x 0.4114 = 2.003518 -> 2.00 (severe-high)
+        (4.8, 1.97, "high"),
+        (4.87, 2.00, "severe-high"),
     ],
 )
 def test_serum_category_boundaries_via_mg_dl(mg_dl: float, rounded: float, category: str) -> None:
@@ -63,7 +74,9 @@ def test_round_mmol_is_half_up() -> None:
 @pytest.mark.parametrize(
     ("value", "comparator", "category"),
     [(0.5, "<", "severe-low"), (0.49, "<=", "severe-low"), (0.5, "<=", "unknown"), (0.7, "<", "unknown"),
-     (1.05, ">", "high"), (1.05, ">=", "unknown"), (1.1, ">=", "high")],
+     (1.05, ">", "high"), (1.05, ">=", "unknown"), (1.1, ">=", "high"),
+     # version 2: a lower bound in the high range stays high (hypermagnesemia either way); from 2.00 severe-high
+     (1.5, ">", "high"), (2.0, ">", "severe-high"), (2.0, ">=", "severe-high"), (1.99, ">=", "high")],
 )  # fmt: skip
 def test_serum_comparator_decides_category_only_when_bounded(value: float, comparator: str, category: str) -> None:
     result = assess_serum(facts(labs=(lab("serum-magnesium", value, comparator=comparator),)), NOW, SETTINGS)
@@ -152,4 +165,15 @@ def test_negative_or_huge_values_do_not_crash_or_read_as_low() -> None:
     negative = assess_serum(facts(labs=(lab("serum-magnesium", -0.3),)), NOW, SETTINGS)
     assert (negative.category, negative.value_mmol_l) == ("unknown", None)
     huge = assess_serum(facts(labs=(lab("serum-magnesium", 1e300),)), NOW, SETTINGS)
-    assert huge.category == "high"
+    assert huge.category == "severe-high"
+
+
+def test_reported_value_and_unit_travel_with_the_result_for_dual_units() -> None:
+    # Section 2: cards show "0.78 mmol/L (1.9 mg/dL)": the value and unit as the laboratory reported them.
+    reported = lab("serum-magnesium", 1.9 * MG_DL_TO_MMOL_L)
+    reported = type(reported)(
+        **{**reported.__dict__, "evidence": replace(reported.evidence, value="1.9", unit="mg/dL")}
+    )
+    result = assess_serum(facts(labs=(reported,)), NOW, SETTINGS)
+    # 1.9 x 0.4114 = 0.78166 -> 0.78
+    assert (result.value_mmol_l, result.reported_value, result.reported_unit) == (0.78, "1.9", "mg/dL")

@@ -120,12 +120,39 @@ def test_auditc(gender: str, frequency: str, drinks: str | None, heavy: bool | N
     assert result.heavy is heavy
 
 
-def test_74013_4_is_preferred_over_auditc_and_condition() -> None:
+def test_74013_4_is_preferred_over_auditc() -> None:
     labs = (lab("alcohol-drinks-per-day", 0.5), lab("auditc-frequency", None, band="4-plus-per-week"),
             lab("auditc-typical-drinks", None, band="10-plus"))  # fmt: skip
-    f = facts(labs=labs, conditions=(condition("alcohol-use-disorder"),))
-    result = assess_alcohol(f, NOW, SETTINGS)
+    result = assess_alcohol(facts(labs=labs), NOW, SETTINGS)
     assert (result.heavy, result.method) == (False, "74013-4")
+
+
+def test_active_alcohol_disorder_outweighs_a_self_report_of_not_heavy() -> None:
+    # Version 2 section 4: "an active alcohol-dependence Condition makes the component heavy even when (a) or (b)
+    # say not heavy (a diagnosis outweighs a self-report)". 0.5 drinks/day (female, <= 1) would say not heavy.
+    f = facts(labs=(lab("alcohol-drinks-per-day", 0.5),), conditions=(condition("alcohol-use-disorder"),))
+    result = assess_alcohol(f, NOW, SETTINGS)
+    assert (result.heavy, result.method) == (True, "condition")
+    auditc = (lab("auditc-frequency", None, band="never"),)
+    f = facts(labs=auditc, conditions=(condition("alcohol-use-disorder"),))
+    assert assess_alcohol(f, NOW, SETTINGS).heavy is True
+    # A heavy self-report stays the deciding source (a) when the diagnosis agrees.
+    f = facts(labs=(lab("alcohol-drinks-per-day", 3),), conditions=(condition("alcohol-use-disorder"),))
+    assert assess_alcohol(f, NOW, SETTINGS).method == "74013-4"
+
+
+def test_inconclusive_drinks_per_day_falls_through_to_auditc() -> None:
+    # Sex unknown, 1.5 drinks/day: between 1 and 2, (a) cannot decide; AUDIT-C never -> 0 drinks/day -> not heavy.
+    labs = (lab("alcohol-drinks-per-day", 1.5), lab("auditc-frequency", None, band="never"))
+    result = assess_alcohol(facts(gender=None, labs=labs), NOW, SETTINGS)
+    assert (result.heavy, result.method) == (False, "audit-c")
+    # Neither decides, a disorder does: heavy by condition.
+    spans = (lab("alcohol-drinks-per-day", 1.5), lab("auditc-frequency", None, band="2-3-per-week"),
+             lab("auditc-typical-drinks", None, band="3-4"))  # fmt: skip
+    f = facts(gender=None, labs=spans, conditions=(condition("alcohol-use-disorder"),))
+    assert assess_alcohol(f, NOW, SETTINGS).method == "condition"
+    # Nothing decides: unknown, [0, 1] points.
+    assert assess_alcohol(facts(gender=None, labs=spans), NOW, SETTINGS).heavy is None
 
 
 def test_active_alcohol_condition_is_heavy_and_inactive_or_refuted_is_not_evidence() -> None:

@@ -1,8 +1,11 @@
-"""Section 8 (order-select, order-sign) rules, with issue 5's fixtures."""
+"""Section 8 (order-select, order-sign) rules of clinical-rules.md version 2, with issue 5's and issue 14's cases."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
+
+import pytest
 
 from cds_service.engine.facts import Facts, MedicationFact
 from cds_service.engine.recommend.types import CreateMedicationRequest, CreateServiceRequest, DeleteDraft
@@ -14,8 +17,10 @@ from tests.unit.engine.builders import Evaluated, assess_and_recommend, facts, l
 SETTINGS = ClinicalSettings()
 
 
-def _draft(name: str, *classes: str, concerned: bool = True, rid: str | None = None) -> MedicationFact:
-    return med(name, *classes, draft=True, concerned=concerned, rid=rid)
+def _draft(
+    name: str, *classes: str, concerned: bool = True, rid: str | None = None, kind: str | None = None
+) -> MedicationFact:
+    return med(name, *classes, draft=True, concerned=concerned, rid=rid, kind=kind)
 
 
 def _run(f: Facts) -> Evaluated:
@@ -141,8 +146,8 @@ def test_draft_magnesium_of_unstated_salt_is_a_supplement_for_contraindication_a
 
 
 def test_parenteral_magnesium_draft_is_not_switched_and_needs_no_spacing() -> None:
-    # Safest reading (closing note): switching and spacing are about oral magnesium in the gut.
-    iv_sulfate = replace(_draft("magnesium sulfate", "mg-salt-inorganic", rid="ms1"), parenteral=True)
+    # Switching and spacing are about oral magnesium in the gut (sections 7.3 and 8).
+    iv_sulfate = _draft("magnesium sulfate", "mg-salt-inorganic", rid="ms1", kind="parenteral")
     doxy = med("doxycycline", "interacts-tetracycline")
     a = _run(facts(hook="order-sign", meds=(iv_sulfate, doxy), labs=(lab("egfr", 95),)))
     assert a.recommendation_codes == ()
@@ -151,14 +156,81 @@ def test_parenteral_magnesium_draft_is_not_switched_and_needs_no_spacing() -> No
     assert set(b.recommendation_codes) == {Code.SWITCH_TO_ORGANIC, Code.ORDER_SPACING}
 
 
-def test_parenteral_magnesium_draft_is_still_contraindicated_when_serum_is_high() -> None:
-    iv_sulfate = replace(_draft("magnesium sulfate", "mg-salt-inorganic", rid="ms3"), parenteral=True)
-    a = _run(facts(hook="order-sign", meds=(iv_sulfate,), labs=(lab("egfr", 95), lab("serum-magnesium", 1.2))))
-    assert a.recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+@pytest.mark.parametrize(
+    ("labs", "why"),
+    [
+        ((lab("egfr", 20), lab("serum-magnesium", 0.6)), "issue 14: IV sulfate at eGFR 20 in hypomagnesemia"),
+        ((lab("egfr", 29.6),), "reported 29.6 is below 30"),
+        ((lab("egfr", 95), lab("serum-magnesium", 1.2)), "serum high"),
+        ((lab("egfr", 95), lab("serum-magnesium", 2.1)), "serum severe-high"),
+    ],
+)
+def test_parenteral_magnesium_draft_gets_the_monitoring_card_and_never_a_delete(
+    labs: tuple[object, ...], why: str
+) -> None:
+    iv_sulfate = _draft("magnesium sulfate", "mg-salt-inorganic", rid="ms3", kind="parenteral")
+    a = _run(facts(hook="order-sign", meds=(iv_sulfate,), labs=labs))  # type: ignore[arg-type]
+    assert a.recommendation_codes == (Code.ORDER_PARENTERAL_MG_MONITOR,), why
+    rec = a.recommendations[0]
+    assert (rec.indicator, rec.suggestions, rec.concerned_draft) == (Indicator.INFO, (), iv_sulfate), why
 
 
-def test_oral_supplement_beside_a_parenteral_one_gets_no_spacing_from_it() -> None:
-    iv_sulfate = replace(med("magnesium sulfate", "mg-salt-inorganic"), parenteral=True)
+def test_parenteral_magnesium_draft_at_normal_egfr_and_low_serum_gets_no_card() -> None:
+    iv_sulfate = _draft("magnesium sulfate", "mg-salt-inorganic", kind="parenteral")
+    assert (
+        _run(
+            facts(hook="order-sign", meds=(iv_sulfate,), labs=(lab("egfr", 95), lab("serum-magnesium", 0.6)))
+        ).recommendation_codes
+        == ()
+    )
+
+
+def test_oral_magnesium_beside_a_parenteral_one_gets_no_spacing_from_it() -> None:
+    iv_sulfate = med("magnesium sulfate", "mg-salt-inorganic", kind="parenteral")
     draft = _draft("doxycycline", "interacts-tetracycline")
     a = _run(facts(hook="order-select", meds=(draft, iv_sulfate), labs=(lab("egfr", 95),)))
     assert a.recommendation_codes == ()
+
+
+def test_a_laxative_draft_is_oral_magnesium_for_contraindication_and_spacing_but_never_switched() -> None:
+    # Section 8: order-supplement-contraindicated for any oral magnesium product (supplement or laxative/antacid).
+    milk = _draft("magnesium hydroxide", "mg-salt-inorganic", rid="mom", kind="laxative-antacid")
+    a = _run(facts(hook="order-sign", meds=(milk,), labs=(lab("egfr", 25),)))
+    assert a.recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    assert a.recommendations[0].suggestions[0].actions == (DeleteDraft("MedicationRequest", "mom"),)
+    cipro = med("ciprofloxacin", "interacts-fluoroquinolone")
+    b = _run(facts(hook="order-sign", meds=(milk, cipro), labs=(lab("egfr", 95),)))
+    assert b.recommendation_codes == (Code.ORDER_SPACING,)  # inorganic, but a laxative: no switch-to-organic
+    assert [s.ingredient for s in b.recommendations[0].spacing] == ["ciprofloxacin"]
+
+
+def test_depleting_draft_of_an_ingredient_already_taken_gets_no_card() -> None:
+    # Section 8: not given when the drafted ingredient is already current in the record (patient-view covers it),
+    # not counting the concerned draft itself nor other drafts.
+    taken = med("furosemide", "loop-diuretic", display="Lasix 40 mg tablet")
+    draft = _draft("furosemide", "loop-diuretic")
+    assert _run(facts(hook="order-sign", meds=(draft, taken), labs=(lab("egfr", 95),))).recommendation_codes == ()
+    other_draft = _draft("furosemide", "loop-diuretic", concerned=False)
+    a = _run(facts(hook="order-sign", meds=(draft, other_draft), labs=(lab("egfr", 95),)))
+    assert a.recommendation_codes == (Code.ORDER_DEPLETES_MG,)
+    stopped = med("furosemide", "loop-diuretic", status="stopped")
+    b = _run(facts(hook="order-sign", meds=(draft, stopped), labs=(lab("egfr", 95),)))
+    assert b.recommendation_codes == (Code.ORDER_DEPLETES_MG,)
+
+
+def test_ppi_draft_card_says_the_risk_comes_with_long_term_use() -> None:
+    a = _run(facts(hook="order-select", meds=(_draft("omeprazole", "proton-pump-inhibitor"),), labs=(lab("egfr", 95),)))
+    assert a.recommendations[0].qualifiers == ("long-term-ppi",)
+    b = _run(facts(hook="order-select", meds=(_draft("furosemide", "loop-diuretic"),), labs=(lab("egfr", 95),)))
+    assert b.recommendations[0].qualifiers == ()
+
+
+def test_order_hooks_give_no_card_for_a_child_or_a_deceased_patient() -> None:
+    # Section 0: order hooks are adults only; deceased: no cards. An adult gets order-supplement-contraindicated here.
+    draft = _draft("magnesium citrate", "mg-salt-organic")
+    adult = facts(hook="order-sign", meds=(draft,), labs=(lab("egfr", 25),))
+    assert _run(adult).recommendation_codes == (Code.ORDER_SUPPLEMENT_CONTRAINDICATED,)
+    child = replace(adult, patient=replace(adult.patient, birth_date=date(2020, 6, 1)))
+    assert _run(child).recommendation_codes == ()
+    deceased = replace(adult, patient=replace(adult.patient, deceased=True))
+    assert _run(deceased).recommendation_codes == ()

@@ -14,8 +14,10 @@ from cds_service.engine.facts import (
     Facts,
     MedicationFact,
 )
+from cds_service.engine.medications import product_kind
+from cds_service.engine.recommend.types import CreateMedicationRequest, DeleteDraft
 from cds_service.engine.settings import ClinicalSettings
-from tests.unit.engine.builders import NOW, facts, lab
+from tests.unit.engine.builders import NOW, assess_and_recommend, facts, lab
 from tests.unit.engine.strategies import DEPLETING, any_facts
 
 SETTINGS = ClinicalSettings()
@@ -67,3 +69,49 @@ def test_adding_depleting_drug_never_lowers_mds_min(f: Facts, drug_class: str, d
     )
     after = assess(Facts(**{**f.__dict__, "medications": (*f.medications, extra)}), NOW, SETTINGS).mds.min
     assert after >= before
+
+
+# Section 7.2's exclusions and section 0's scope, for any facts (the hand-worked rows are in test_recommend.py).
+EXCLUSIVE_SUPPLEMENT_CARDS = {"supplement-organic", "switch-to-organic", "persistent-deficiency"}
+LIKELY_ONLY = {"check-renal-function", "supplement-renal-caution", "supplement-organic", "persistent-deficiency"}
+ORDER_CODES = {"order-depletes-mg", "order-supplement-contraindicated", "order-parenteral-mg-monitor", "order-spacing"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_facts())
+def test_card_exclusions_and_scope_hold_for_any_facts(f: Facts) -> None:
+    evaluated = assess_and_recommend(f, SETTINGS)
+    a, recs = evaluated.assessment, evaluated.recommendations
+    codes = [r.code for r in recs]
+    assert len(codes) == len(set(codes)) or f.hook != "patient-view"
+    if a.scope == "deceased":
+        assert recs == ()
+    if a.scope == "pediatric":
+        assert set(codes) <= {"urgent-evaluation", "evaluate-hypermagnesemia", "stop-supplement"}
+        assert all(r.suggestions == () and "pediatric" in r.qualifiers for r in recs)
+    if f.hook != "patient-view":
+        assert set(codes) <= ORDER_CODES | {"switch-to-organic"}
+        # A parenteral magnesium order is never offered for deletion (section 8).
+        for rec in recs:
+            for suggestion in rec.suggestions:
+                for action in suggestion.actions:
+                    if isinstance(action, DeleteDraft):
+                        draft = rec.concerned_draft
+                        assert draft is not None
+                        assert product_kind(draft) != "parenteral"
+        return
+    assert len(set(codes) & EXCLUSIVE_SUPPLEMENT_CARDS) <= 1
+    assert not {"supplement-organic", "supplement-renal-caution"} <= set(codes)
+    if a.deficiency != "likely":
+        assert not set(codes) & LIKELY_ONLY
+    if a.deficiency == "possible":
+        assert set(codes) <= {"test-ionized-mg", "switch-to-organic"}
+    if "supplement-organic" in codes or any(
+        isinstance(x, CreateMedicationRequest) for r in recs for s in r.suggestions for x in s.actions
+    ):
+        # No oral start below eGFR 30 or with renal function unknown (switch-to-organic may replace a salt taken).
+        drafting = [r.code for r in recs if any(isinstance(x, CreateMedicationRequest) for s in r.suggestions
+                                                 for x in s.actions)]  # fmt: skip
+        assert a.egfr.below_30 is not True
+        if set(drafting) - {"switch-to-organic"}:
+            assert a.egfr.below_30 is False

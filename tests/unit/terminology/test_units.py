@@ -53,6 +53,14 @@ def test_creatinine_micromol_divides_by_88_4(term: Terminology, unit: str) -> No
     assert converted.value == pytest.approx(1.1, abs=1e-9)
 
 
+@pytest.mark.parametrize("unit", ["mmol/L", "mmol/l", "MMOL/L"])
+def test_creatinine_millimol_times_1000_divided_by_88_4(term: Terminology, unit: str) -> None:
+    # clinical-rules.md version 2 section 3: mmol/L x 1000 / 88.4; hand: 0.0884 x 1000 = 88.4; 88.4 / 88.4 = 1.0
+    converted = term.convert(0.0884, unit, "serum-creatinine")
+    assert converted.unit == "mg/dL"
+    assert converted.value == pytest.approx(1.0, abs=1e-9)
+
+
 def test_creatinine_mg_per_dl_is_identity(term: Terminology) -> None:
     assert term.convert(1.1, "mg/dL", "serum-creatinine").value == pytest.approx(1.1)
 
@@ -67,7 +75,7 @@ def test_egfr_units_accepted_as_is(term: Terminology, unit: str) -> None:
     ("unit", "concept"),
     [
         ("g/L", "serum-magnesium"),
-        ("mmol/L", "serum-creatinine"),
+        ("g/L", "serum-creatinine"),
         ("mg/dL", "egfr"),
         ("%", "ionized-magnesium"),
     ],
