@@ -28,13 +28,13 @@ from cds_service.audit.records import (
     ResourceUsed,
 )
 from cds_service.cdshooks import AnyHookRequest, FeedbackItem
+from cds_service.engine.vocabulary import RULES_VERSION
 from cds_service.interfaces import AuditWriter, Clock
 from cds_service.security.identity import CallerIdentity
 from cds_service.vocabulary import CardExtension
 
 log = logging.getLogger("mgcds.audit")
 
-RULE_VERSION = "clinical-rules.md 2026-11 (MgCDS engine 0.1.0)"
 HTTP_OK = 200
 HTTP_INTERNAL_ERROR = 500
 _ID_MAX = 200  # ids from the request are kept at most this long
@@ -236,7 +236,7 @@ class AuditRecorder:
             data_sources=data_source_records(outcome.data) if outcome is not None else (),
             assessment=outcome.assessment if outcome is not None else None,
             cards=card_records(outcome.cards) if outcome is not None else (),
-            rule_version=RULE_VERSION,
+            rule_version=RULES_VERSION,
             http_status=call.status,
             latency_ms=self._elapsed_ms(call.started),
             error=None if call.status == HTTP_OK else call.error,

@@ -32,7 +32,9 @@ def test_a_call_is_recorded_with_its_sources_assessment_and_cards(app: Flask, cl
     assert payload["encounter_id"] == "enc-1"
     assert payload["http_status"] == 200
     assert payload["latency_ms"] > 0
-    assert payload["rule_version"]
+    # clinical-rules.md version 2: "rules version string 2026.12"; every audit record names it, as the assessment does.
+    assert payload["rule_version"] == "2026.12"
+    assert payload["assessment"]["rules_version"] == "2026.12"
     sources = {s["key"]: s for s in payload["data_sources"]}
     assert sources["observations"]["origin"] == "prefetch"
     assert {r["resource_id"] for r in sources["observations"]["resources"]} == {"egfr-1", "drinks-1"}

@@ -277,12 +277,16 @@ def _all_rules(a: Assessment, facts: Facts, settings: ClinicalSettings) -> tuple
         # test-ionized-mg card's renal note, says why); and none for a possible deficiency while its ionized test is
         # pending, which section 7.2 leaves without any card.
         if (likely or (possible and not ionized_pending)) and not renal_risk:
+            # Safest reading: with renal function unknown the switch is advised but not drafted: citrate is better
+            # absorbed than oxide, and the rules ask for creatinine "before any supplement" (section 7.2), so the
+            # draft waits for an eGFR (check-renal-function offers the creatinine order).
             out.append(
                 Recommendation(
                     RecommendationCode.SWITCH_TO_ORGANIC,
                     Indicator.INFO,
                     (*figures, ("drug", inorganic[0].display or ", ".join(inorganic[0].ingredients))),
-                    suggestions=(start_citrate(settings),),
+                    suggestions=(start_citrate(settings),) if egfr_known else (),
+                    qualifiers=() if egfr_known else (Qualifier.EGFR_UNKNOWN,),
                     spacing=spacing,
                     evidence=tuple(m.evidence for m in inorganic) + mg_evidence(a),
                     causes=causes,
