@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace, get_settings: SettingsSource, out: TextIO) ->
     from cds_service.dryrun.worker import WorkerConfig
 
     now = parse_now(args.now) or datetime.now(UTC)
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise DryRunError("--workers must be at least 1")
     if args.limit is not None and args.limit < 1:

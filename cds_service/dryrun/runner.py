@@ -85,12 +85,12 @@ def run_jobs(
     workers: int,
     total: int | None = None,
     progress: bool = False,
-    progress_stream: IO[str] = sys.stderr,
+    progress_stream: IO[str] | None = None,
 ) -> RunStats:
     """Evaluate every job (in this process when ``workers`` is 1) and hand each result to ``on_result``."""
     started = time.perf_counter()
     count = 0
-    bar = _Progress(total, progress, progress_stream)
+    bar = _Progress(total, progress, progress_stream or sys.stderr)
 
     def take(results: list[PatientResult]) -> None:
         nonlocal count
