@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -130,11 +131,16 @@ def _run(args: argparse.Namespace, get_settings: SettingsSource, out: TextIO) ->
             work_dir = _work_dir(args.work_dir, stack)
             store = NdjsonStore(work_dir / "group-by-patient.sqlite")
             stack.callback(store.close)
+            ingest_started = time.perf_counter()
             report = store.ingest(files)
             # Patients that resources name but the export has no Patient for cannot be evaluated: say so.
             orphans = list(store.orphans())
             total = store.patient_count() + len(orphans)
-            input_info = {"kind": "ndjson", **report.as_dict()}
+            input_info = {
+                "kind": "ndjson",
+                **report.as_dict(),
+                "grouping_seconds": round(time.perf_counter() - ingest_started, 3),
+            }
             config = WorkerConfig(settings=settings, now=now, audit=args.audit, store_path=str(store.path))
             jobs = _ndjson_jobs(store, orphans)
         else:
