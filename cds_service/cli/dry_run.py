@@ -134,15 +134,14 @@ def _run(args: argparse.Namespace, get_settings: SettingsSource, out: TextIO) ->
             ingest_started = time.perf_counter()
             report = store.ingest(files)
             # Patients that resources name but the export has no Patient for cannot be evaluated: say so.
-            orphans = list(store.orphans())
-            total = store.patient_count() + len(orphans)
+            total = store.patient_count() + store.orphan_count()
             input_info = {
                 "kind": "ndjson",
                 **report.as_dict(),
                 "grouping_seconds": round(time.perf_counter() - ingest_started, 3),
             }
             config = WorkerConfig(settings=settings, now=now, audit=args.audit, store_path=str(store.path))
-            jobs = _ndjson_jobs(store, orphans)
+            jobs = _ndjson_jobs(store)
         else:
             token = _server_token(args)
             config = WorkerConfig(
@@ -199,12 +198,12 @@ def _run(args: argparse.Namespace, get_settings: SettingsSource, out: TextIO) ->
     return 0
 
 
-def _ndjson_jobs(store: Any, orphans: list[tuple[str, int]]) -> Iterator[Any]:
+def _ndjson_jobs(store: Any) -> Iterator[Any]:
     from cds_service.dryrun.sources import NDJSON, batched_jobs
 
     yield from batched_jobs(NDJSON, store.patient_ids())
     # The worker finds no Patient for these and reports each one as skipped with that reason.
-    yield from batched_jobs(NDJSON, (patient_id for patient_id, _count in orphans))
+    yield from batched_jobs(NDJSON, (patient_id for patient_id, _count in store.orphans()))
 
 
 def _work_dir(requested: str | None, stack: ExitStack) -> Path:

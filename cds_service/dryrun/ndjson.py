@@ -222,6 +222,13 @@ class NdjsonStore:
         for (patient_id,) in cursor:
             yield str(patient_id)
 
+    def orphan_count(self) -> int:
+        """How many patients resources reference without a Patient in the export."""
+        row = self._db.execute(
+            "SELECT count(DISTINCT patient) FROM resources WHERE patient NOT IN (SELECT id FROM patients)"
+        ).fetchone()
+        return int(row[0])
+
     def orphans(self) -> Iterator[tuple[str, int]]:
         """Patients that resources reference but the export has no Patient for, with their resource counts."""
         cursor = self._db.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -232,6 +233,9 @@ _worker: Worker | None = None
 def initialize(config: WorkerConfig) -> None:
     """Pool initializer: build this process's pipeline once."""
     global _worker
+    # Ctrl-C reaches the whole process group: the parent stops the pool; workers must not die mid-job with a
+    # traceback each.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = Worker(config)
 
 

@@ -88,6 +88,7 @@ def test_resources_of_a_patient_the_export_lacks_are_orphans(tmp_path: Path) -> 
         report = store.ingest([tmp_path / "Observation.ndjson"])
         assert report.without_patient == 1
         assert list(store.orphans()) == [("ghost", 2)]
+        assert store.orphan_count() == 1
         with pytest.raises(KeyError):
             store.patient("ghost")
     finally:
