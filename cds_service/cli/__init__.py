@@ -1,6 +1,6 @@
 """`mgcds`: serve, evaluate a patient without an EHR, fire hooks, review the audit log, check terminology.
 
-One module per command (``serve``, ``evaluate``, ``invoke``, ``audit``, ``terminology``), each with
+One module per command (``serve``, ``evaluate``, ``invoke``, ``dry-run``, ``audit``, ``terminology``), each with
 ``register(subparsers, get_settings)``; each builds what it needs with the factory helpers the app uses
 (``cds_service.factory``). Settings are read when a command runs, so ``mgcds --help`` needs no environment.
 """
@@ -19,9 +19,16 @@ Registrar = Callable[[Subparsers, SettingsSource], None]
 
 
 def _registrars() -> list[Registrar]:
-    from cds_service.cli import audit, evaluate, invoke, serve, terminology
+    from cds_service.cli import audit, dry_run, evaluate, invoke, serve, terminology
 
-    return [serve.register, evaluate.register, invoke.register, audit.register, terminology.register]
+    return [
+        serve.register,
+        evaluate.register,
+        invoke.register,
+        dry_run.register,
+        audit.register,
+        terminology.register,
+    ]
 
 
 def build_parser(get_settings: SettingsSource = load_settings) -> argparse.ArgumentParser:

@@ -11,26 +11,30 @@ import argparse
 import json
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from pydantic import ValidationError
 
-from cds_service.cdshooks import HookMismatch, parse_hook_request
+from cds_service.cdshooks import AnyHookRequest, HookMismatch, parse_hook_request
 from cds_service.cli.common import SettingsSource, Subparsers
 from cds_service.config import Settings
 from cds_service.engine.vocabulary import Hook
-from cds_service.errors import BadRequest, EvaluateError, MgCDSError, PrerequisiteFailed
+from cds_service.errors import BadRequest, ConfigurationError, EvaluateError, MgCDSError, PrerequisiteFailed
 from cds_service.factory import build_fhir_client, build_hook_deps, build_terminology
-from cds_service.fhir.bundles import iter_bundle_resources
-from cds_service.interfaces import Clock, TerminologyService
+from cds_service.fhir.bundles import SearchResult, iter_bundle_resources
+from cds_service.fhir.smart import SmartBackendAuth, same_origin
+from cds_service.fhir.smart_cli import add_smart_arguments, smart_auth_from_args, smart_settings_from_args
+from cds_service.interfaces import Clock, FhirReader, TerminologyService
 from cds_service.runtime import utc_now
 from cds_service.security.identity import CallerIdentity
 from cds_service.vocabulary import CardExtension, PrefetchKey
 from hooks import HookOutcome, RegisteredService, build_registry
 
+T = TypeVar("T")
 HOOKS = tuple(hook.value for hook in Hook)
 EVALUATE_USER = "Practitioner/mgcds-evaluate"
 
@@ -58,6 +62,44 @@ class OperatorNamedServer:
         return
 
 
+class SmartFhirReader:
+    """A FhirReader whose every call to the SMART-protected server carries a SMART Backend Services token.
+
+    The token comes from :class:`SmartBackendAuth` on each call, so a long run (``mgcds dry-run``) outlives one
+    token, and a 401 fetches a new one once. The hook pipeline is unchanged: it only sees a reader. Calls to any
+    other origin keep the token the request named (none, for the CLI), so the SMART token never leaves its server.
+    """
+
+    def __init__(self, inner: FhirReader, auth: SmartBackendAuth) -> None:
+        self._inner = inner
+        self._auth = auth
+
+    def _authorized(self, base_url: str, token: str | None, call: Callable[[str | None], T]) -> T:
+        if not same_origin(base_url, self._auth.fhir_base):
+            return call(token)
+        return self._auth.call(call)
+
+    def read(self, base_url: str, relative: str, token: str | None) -> dict[str, Any]:
+        """One resource, with the SMART token."""
+        return self._authorized(base_url, token, lambda t: self._inner.read(base_url, relative, t))
+
+    def search(self, base_url: str, query: str, token: str | None) -> SearchResult:
+        """A search with its pages, with the SMART token."""
+        return self._authorized(base_url, token, lambda t: self._inner.search(base_url, query, t))
+
+    def continue_bundle(self, base_url: str, bundle: Mapping[str, Any], token: str | None) -> SearchResult:
+        """A prefetched Bundle's further pages, with the SMART token."""
+        return self._authorized(base_url, token, lambda t: self._inner.continue_bundle(base_url, bundle, t))
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run a call on the inner reader's pool."""
+        return self._inner.submit(fn, *args)
+
+    def close(self) -> None:
+        """Close the inner reader."""
+        self._inner.close()
+
+
 def _read_json(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -75,6 +117,46 @@ def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
 
 
+def _is_patient_entry(entry: Any) -> bool:
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    return isinstance(resource, dict) and resource.get("resourceType") == "Patient"
+
+
+def entry_patient_id(entry: Any) -> str | None:
+    """The id of the Patient in a Bundle entry: its ``id``, else the id its ``fullUrl`` gives; None otherwise.
+
+    A transaction Bundle may leave ``id`` out (the server assigns it): its ``fullUrl`` (``urn:uuid:X``, or
+    ``.../Patient/X``) names the Patient instead, and its other entries reference it by that ``fullUrl``.
+    """
+    if not _is_patient_entry(entry):
+        return None
+    resource = entry["resource"]
+    if isinstance(resource.get("id"), str) and resource["id"]:
+        return str(resource["id"])
+    full_url = entry.get("fullUrl")
+    if isinstance(full_url, str) and full_url:
+        tail = full_url.removeprefix("urn:uuid:").removeprefix("urn:oid:").rstrip("/").rsplit("/", 1)[-1]
+        return tail or None
+    return None
+
+
+def request_from_resources(patient: dict[str, Any], resources: Iterable[dict[str, Any]], hook: str) -> dict[str, Any]:
+    """A hook request whose prefetch holds ``patient`` (with its ``id``) and these resources, by prefetch key."""
+    grouped: dict[PrefetchKey, list[dict[str, Any]]] = {key: [] for key in dict.fromkeys(_KEY_OF_TYPE.values())}
+    for resource in resources:
+        key = _KEY_OF_TYPE.get(resource.get("resourceType", ""))
+        if key is not None:
+            grouped[key].append(resource)
+    prefetch: dict[str, Any] = {PrefetchKey.PATIENT.value: patient}
+    prefetch.update({str(key): _searchset(items) for key, items in grouped.items()})
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": EVALUATE_USER, "patientId": patient["id"]},
+        "prefetch": prefetch,
+    }
+
+
 def request_from_bundle(bundle: Any, patient_id: str | None, hook: str) -> dict[str, Any]:
     """A hook request whose prefetch holds the patient's resources from any Bundle (e.g. a Synthea transaction).
 
@@ -86,48 +168,30 @@ def request_from_bundle(bundle: Any, patient_id: str | None, hook: str) -> dict[
     patient_urls: set[str] = set()
     raw_entries = bundle.get("entry")
     entries: list[Any] = raw_entries if isinstance(raw_entries, list) else []
-    patient_ids = [
-        e["resource"].get("id")
-        for e in entries
-        if isinstance(e, dict)
-        and isinstance(e.get("resource"), dict)
-        and e["resource"].get("resourceType") == "Patient"
-    ]
+    patient_ids = [entry_patient_id(e) for e in entries if _is_patient_entry(e)]
     if patient_id is None:
         if len(patient_ids) != 1:
             raise EvaluateError(f"the bundle holds {len(patient_ids)} Patients; name one with --patient")
-        patient_id = str(patient_ids[0])
+        if patient_ids[0] is None:
+            raise EvaluateError("the bundle's Patient has neither an id nor a fullUrl")
+        patient_id = patient_ids[0]
     for entry in entries:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if (
-            isinstance(resource, dict)
-            and resource.get("resourceType") == "Patient"
-            and resource.get("id") == patient_id
-        ):
-            patient = resource
+        if entry_patient_id(entry) == patient_id:
+            # The id the fullUrl gave is the id in context: the Patient carries it too.
+            patient = {**entry["resource"], "id": patient_id}
             if isinstance(entry.get("fullUrl"), str):
                 patient_urls.add(entry["fullUrl"])
     if patient is None:
         shown = ", ".join(str(i) for i in patient_ids[:5]) or "none"
         raise EvaluateError(f"no Patient with id {patient_id!r} in the bundle (Patients in it: {shown})")
-    # Transaction bundles reference the patient by its fullUrl (urn:uuid:...): point those at Patient/<id>.
-    text = json.dumps(bundle)
-    for url in patient_urls:
-        text = text.replace(json.dumps(url), json.dumps(f"Patient/{patient_id}"))
-    rewritten = json.loads(text)
-    grouped: dict[PrefetchKey, list[dict[str, Any]]] = {key: [] for key in dict.fromkeys(_KEY_OF_TYPE.values())}
-    for resource in iter_bundle_resources(rewritten):
-        key = _KEY_OF_TYPE.get(resource["resourceType"])
-        if key is not None:
-            grouped[key].append(resource)
-    prefetch: dict[str, Any] = {PrefetchKey.PATIENT.value: patient}
-    prefetch.update({str(key): _searchset(resources) for key, resources in grouped.items()})
-    return {
-        "hook": hook,
-        "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": EVALUATE_USER, "patientId": patient_id},
-        "prefetch": prefetch,
-    }
+    patient_urls.discard(f"Patient/{patient_id}")
+    if patient_urls:
+        # Transaction bundles reference the patient by its fullUrl (urn:uuid:...): point those at Patient/<id>.
+        text = json.dumps(bundle)
+        for url in patient_urls:
+            text = text.replace(json.dumps(url), json.dumps(f"Patient/{patient_id}"))
+        bundle = json.loads(text)
+    return request_from_resources(patient, iter_bundle_resources(bundle), hook)
 
 
 def request_from_server(fhir_server: str, patient_id: str, token: str | None, hook: str) -> dict[str, Any]:
@@ -156,15 +220,8 @@ def _service_for(hook: str, registry: Iterable[RegisteredService]) -> Registered
     raise EvaluateError(f"no service for hook {hook!r}")
 
 
-def evaluate_request(
-    body: Any,
-    settings: Settings,
-    *,
-    now: datetime | None,
-    terminology: TerminologyService | None = None,
-    hook: str | None = None,
-) -> HookOutcome:
-    """Run a hook request through the service pipeline and return its outcome."""
+def parse_request(body: Any, hook: str | None = None) -> AnyHookRequest:
+    """A CDS Hooks request from a JSON body (``hook`` overrides the body's); EvaluateError when it is not one."""
     if not isinstance(body, dict):
         raise EvaluateError("the request is not a JSON object")
     if hook is not None:
@@ -173,32 +230,97 @@ def evaluate_request(
     if body.get("hook") not in HOOKS:
         raise EvaluateError(f"hook must be one of {', '.join(HOOKS)}, not {body.get('hook')!r}")
     try:
-        request = parse_hook_request(body, Hook(body["hook"]))
+        return parse_hook_request(body, Hook(body["hook"]))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise EvaluateError(f"not a valid CDS Hooks request: {where}: {first.get('msg')}") from exc
     except HookMismatch as exc:  # pragma: no cover - the hook was checked just above
         raise EvaluateError(str(exc)) from exc
-    terminology = terminology or build_terminology(settings)
-    guard = OperatorNamedServer()
-    client = build_fhir_client(settings, guard)
-    fixed_clock: Clock = (lambda: now) if now is not None else utc_now
-    deps = build_hook_deps(settings, fhir=client, terminology=terminology, clock=fixed_clock)
+
+
+class Evaluator:
+    """The service pipeline for requests without an EHR, built once and reused (``evaluate``, ``dry-run``).
+
+    It holds what the HTTP service builds once per process, made by the same factory helpers: the terminology, one
+    FHIR client, the hook collaborators and the registry of services.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        now: datetime | None,
+        terminology: TerminologyService | None = None,
+        wrap_reader: Callable[[FhirReader], FhirReader] | None = None,
+    ) -> None:
+        self.terminology = terminology or build_terminology(settings)
+        self.guard = OperatorNamedServer()
+        client: FhirReader = build_fhir_client(settings, self.guard)
+        self.fhir = wrap_reader(client) if wrap_reader is not None else client
+        fixed_clock: Clock = (lambda: now) if now is not None else utc_now
+        self.deps = build_hook_deps(settings, fhir=self.fhir, terminology=self.terminology, clock=fixed_clock)
+        self.registry = build_registry(self.terminology.observation_search_codes())
+
+    def service_for(self, hook: str) -> RegisteredService:
+        """The registered service of a hook."""
+        return _service_for(hook, self.registry)
+
+    def evaluate(self, body: Any, *, hook: str | None = None) -> HookOutcome:
+        """Run one hook request (JSON) through the service pipeline and return its outcome."""
+        return self.handle(parse_request(body, hook))
+
+    def handle(self, request: AnyHookRequest) -> HookOutcome:
+        """Run one parsed hook request through its service, as the HTTP service would."""
+        try:
+            service = self.service_for(request.hook)
+            if request.fhirServer:
+                self.guard.check(request.fhirServer, None)
+            return service.handle(request, self.deps)
+        except PrerequisiteFailed as exc:
+            raise EvaluateError(f"cannot evaluate: {exc.message}") from exc
+        except BadRequest as exc:
+            raise EvaluateError(exc.message) from exc
+
+    def close(self) -> None:
+        """Release the FHIR client's connections and threads."""
+        self.fhir.close()
+
+
+def evaluate_request(
+    body: Any,
+    settings: Settings,
+    *,
+    now: datetime | None,
+    terminology: TerminologyService | None = None,
+    hook: str | None = None,
+    wrap_reader: Callable[[FhirReader], FhirReader] | None = None,
+) -> HookOutcome:
+    """Run a hook request through the service pipeline and return its outcome."""
+    evaluator = Evaluator(settings, now=now, terminology=terminology, wrap_reader=wrap_reader)
     try:
-        service = _service_for(request.hook, build_registry(terminology.observation_search_codes()))
-        if request.fhirServer:
-            guard.check(request.fhirServer, None)
-        return service.handle(request, deps)
-    except PrerequisiteFailed as exc:
-        raise EvaluateError(f"cannot evaluate: {exc.message}") from exc
-    except BadRequest as exc:
-        raise EvaluateError(exc.message) from exc
+        return evaluator.evaluate(body, hook=hook)
     finally:
-        client.close()
+        evaluator.close()
 
 
-def _parse_now(raw: str | None) -> datetime | None:
+def smart_reader_from_args(args: argparse.Namespace) -> Callable[[FhirReader], FhirReader] | None:
+    """A wrapper that authorizes FHIR reads with the ``--smart-*`` flags; None without them.
+
+    The flags mean SMART Backend Services against ``--fhir-server``: without it they are an error.
+    """
+    if smart_settings_from_args(args) is None:
+        return None
+    if not getattr(args, "fhir_server", None):
+        raise ConfigurationError("the --smart-* flags need --fhir-server")
+    auth = smart_auth_from_args(args)
+    if auth is None:  # pragma: no cover - smart_settings_from_args said the flags are there
+        return None
+    return lambda inner: SmartFhirReader(inner, auth)
+
+
+def parse_now(raw: str | None) -> datetime | None:
+    """``--now``: an ISO 8601 date-time with a time zone (None when not given)."""
     if raw is None:
         return None
     try:
@@ -252,7 +374,7 @@ def format_report(outcome: HookOutcome, out: TextIO) -> None:
 
 def _run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
     try:
-        now = _parse_now(args.now)
+        now = parse_now(args.now)
         settings = get_settings()
         if args.request:
             body = _read_json(Path(args.request))
@@ -265,7 +387,9 @@ def _run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
                 raise EvaluateError("--fhir-server needs --patient ID")
             body = request_from_server(args.fhir_server, args.patient, args.token, args.hook)
             hook = None
-        outcome = evaluate_request(body, settings, now=now, hook=hook)
+        # SMART Backend Services: the token is fetched (and refreshed after a 401) for every FHIR read.
+        wrap_reader = smart_reader_from_args(args)
+        outcome = evaluate_request(body, settings, now=now, hook=hook, wrap_reader=wrap_reader)
     except MgCDSError as exc:
         print(f"mgcds evaluate: {exc}", file=sys.stderr)
         return 1
@@ -295,4 +419,5 @@ def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
     parser.add_argument("--hook", choices=HOOKS, default="patient-view", action=_HookAction)
     parser.add_argument("--now", help="evaluate as of this ISO 8601 time (default: now)")
     parser.add_argument("--json", action="store_true", help="print {assessment, cards} as JSON")
+    add_smart_arguments(parser)
     parser.set_defaults(func=lambda args: _run(args, get_settings), hook_given=False)

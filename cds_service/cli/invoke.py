@@ -37,7 +37,8 @@ from cds_service.cdsclient import (
     sign_cds_jwt,
 )
 from cds_service.cli.common import SettingsSource, Subparsers
-from cds_service.errors import InvokeError
+from cds_service.errors import InvokeError, MgCDSError
+from cds_service.fhir.smart_cli import add_smart_arguments, fhir_token_from_args, smart_settings_from_args
 from cds_service.vocabulary import CardExtension
 
 
@@ -105,6 +106,17 @@ def run(args: argparse.Namespace, clock: Callable[[], datetime] | None = None) -
         return 1
 
 
+def _fhir_token(args: argparse.Namespace) -> str | None:
+    """``--token``, or a SMART Backend Services token for ``--fhir-server``."""
+    # The token fills the prefetch and goes to the service as fhirAuthorization, as an EHR hands over its own.
+    if smart_settings_from_args(args) is not None and not args.fhir_server:
+        raise InvokeError("the --smart-* flags need --fhir-server")
+    try:
+        return fhir_token_from_args(args, args.fhir_server)
+    except MgCDSError as exc:
+        raise InvokeError(f"SMART Backend Services: {exc}") from exc
+
+
 def _run(args: argparse.Namespace, now: Callable[[], datetime]) -> int:
     if args.sign_key and not (args.iss and args.kid):
         raise InvokeError("--sign-key needs --iss and --kid")
@@ -114,6 +126,7 @@ def _run(args: argparse.Namespace, now: Callable[[], datetime]) -> int:
             key = load_signing_key(Path(args.sign_key).read_bytes())
         except OSError as exc:
             raise InvokeError(f"cannot read the signing key file {args.sign_key}: {exc.strerror}") from exc
+    token = _fhir_token(args)
     draft_orders = load_draft_orders([Path(p) for p in args.draft_order or []])
     context = build_context(args.hook, args.patient, args.user, draft_orders, args.selection or [], args.encounter)
     base = service_base(args.service_url)
@@ -127,11 +140,11 @@ def _run(args: argparse.Namespace, now: Callable[[], datetime]) -> int:
         prefetch: dict[str, Any] = {}
         if args.prefetch and args.fhir_server:
             prefetch, missing = fetch_prefetch(
-                session, args.fhir_server, service.get("prefetch") or {}, context, args.token, args.timeout
+                session, args.fhir_server, service.get("prefetch") or {}, context, token, args.timeout
             )
             for prefetch_key, reason in missing.items():
                 print(f"mgcds invoke: prefetch {prefetch_key} left out: {reason}", file=sys.stderr)
-        request = build_hook_request(args.hook, context, args.fhir_server, args.token, args.client_id, prefetch)
+        request = build_hook_request(args.hook, context, args.fhir_server, token, args.client_id, prefetch)
         response = post_json(session, endpoint, request, bearer(endpoint), args.timeout)
         print(json.dumps(response, indent=2) if args.json else format_cards(response))
         if args.feedback:
@@ -180,6 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--card", type=int, default=1, help="which card (1-based, as printed) the feedback is on")
     parser.add_argument("--override-reason", metavar="CODE", help="override reason code offered by the card")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds per HTTP call")
+    add_smart_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None, clock: Callable[[], datetime] | None = None) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cds_service.cli.common import SettingsSource, Subparsers
+from cds_service.config import Settings
 
 DEV_BANNER = """
 ################################################################################
@@ -13,6 +14,18 @@ DEV_BANNER = """
 #  (http, loopback) may be contacted. Never expose this to a network or PHI.   #
 ################################################################################
 """
+# With an issuer registry, --dev keeps every JWT check and the per-issuer allowlist; it only allows http servers.
+DEV_BANNER_WITH_REGISTRY = """
+################################################################################
+#  MgCDS DEVELOPMENT MODE: callers ARE authenticated (issuer registry), but    #
+#  http FHIR servers are allowed. Never expose this to a network or PHI.       #
+################################################################################
+"""
+
+
+def dev_banner(settings: Settings) -> str:
+    """The development-mode warning that fits the settings: with or without an issuer registry."""
+    return DEV_BANNER_WITH_REGISTRY if settings.trusted_issuers is not None else DEV_BANNER
 
 
 def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
@@ -44,7 +57,7 @@ def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
     settings = get_settings().with_overrides(**overrides)
     configure_logging(settings.log_level)
     if settings.dev:
-        print(DEV_BANNER, file=sys.stderr)
+        print(dev_banner(settings), file=sys.stderr)
     # Build once in the master so that configuration errors stop the start with a clear message, not a worker
     # crash loop; then release it: each worker builds its own app (the audit writer thread does not survive fork).
     probe: Runtime = create_app(settings).extensions["mgcds.runtime"]
