@@ -36,7 +36,7 @@ from cds_service.fhir.bundles import SearchResult
 from cds_service.security.identity import CallerIdentity
 from cds_service.security.keys import KeyLocation, VerificationKey
 from terminology.model import CodeRef, ConvertedQuantity, LabMatch, MedicationClassification
-from terminology.products import MagnesiumProduct
+from terminology.products import MagnesiumProduct, SupplementProduct
 
 T = TypeVar("T")
 
@@ -130,6 +130,10 @@ class TerminologyService(Protocol):
 
     def observation_search_codes(self) -> list[str]:
         """``system|code`` of every Observation code the engine reads, for the prefetch templates."""
+        ...
+
+    def supplement_products(self) -> Mapping[str, SupplementProduct]:
+        """The RxNorm tablet to draft per organic salt ("magnesium citrate"), with its strength basis (section 9)."""
         ...
 
 

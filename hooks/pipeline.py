@@ -82,6 +82,8 @@ def respond(evaluation: Evaluation, shown: Sequence[Recommendation], deps: HookD
         evaluation.facts,
         source_url=deps.rules_url,
         id_factory=deps.id_factory,
+        settings=deps.clinical,
+        products=deps.terminology.supplement_products(),
     )
     return HookOutcome(
         cards=cards,
