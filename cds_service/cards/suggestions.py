@@ -84,7 +84,8 @@ def _how_often(action: CreateMedicationRequest) -> str:
 def _suggestion_label(spec: SuggestionSpec) -> str:
     for action in spec.actions:
         if isinstance(action, CreateServiceRequest):
-            return f"Order {TEST_TEXT.get(action.test, action.test).lower()}"
+            test = TEST_TEXT.get(action.test, action.test)
+            return f"Order {test[0].lower()}{test[1:]}"  # "Order serum creatinine (for eGFR)": eGFR keeps its case
     creates = [a for a in spec.actions if isinstance(a, CreateMedicationRequest)]
     deletes = [a for a in spec.actions if isinstance(a, DeleteDraft)]
     if creates and deletes:
