@@ -41,15 +41,27 @@ RULES_PATH = "/docs/clinical-rules"  # the service's rules page: every card's so
 
 
 def build_fhir_client(settings: Settings, guard: FhirServerGuard | None) -> FhirClient:
-    """The process's one FHIR client, with the settings' timeouts, caps and cache; redirects vetted by ``guard``."""
+    """The process's one FHIR client, with the settings' timeouts, caps, call budget and cache.
+
+    With the service's ``FhirServerPolicy`` as ``guard`` every outbound URL obeys the allowlist's egress rules; any
+    other guard (an operator's command naming its own server) gets the operator rules: every URL under the named
+    base, any address.
+    """
+    from cds_service.fhir.egress import EgressPolicy, OperatorEgress
+    from cds_service.security.fhir_allowlist import FhirServerPolicy
+
+    egress: EgressPolicy = guard if isinstance(guard, FhirServerPolicy) else OperatorEgress()
     return FhirClient(
         timeout_seconds=settings.fhir_timeout_seconds,
         page_cap=settings.fhir_page_cap,
         max_entries=settings.fhir_max_entries,
         cache_ttl_seconds=settings.fhir_cache_ttl_seconds,
         cache_size=settings.fhir_cache_size,
+        cache_max_bytes=settings.fhir_cache_max_bytes,
         max_concurrency=settings.fhir_max_concurrency,
-        redirect_check=guard.check_redirect if guard is not None else None,
+        egress=egress,
+        call_budget_seconds=settings.fhir_call_budget_seconds,
+        call_max_bytes=settings.fhir_call_max_bytes,
     )
 
 
