@@ -107,18 +107,17 @@ def build_key_source(settings: Settings) -> KeySource:
 
 
 def build_replay_cache(settings: Settings) -> ReplayCache:
-    """Where seen jtis are kept: the PostgreSQL audit database when there is one, else this process."""
-    from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache
+    """Where seen jtis are kept: a table in the audit database, shared by every worker and instance using it.
 
-    # With PostgreSQL configured, workers and instances share one replay cache, so a jti replayed to another
-    # worker is still caught; otherwise an in-process cache (one worker process sees its own callers only).
-    if settings.audit_url.startswith(("postgresql", "postgres")):
-        import sqlalchemy as sa
+    The default SQLite file serves every worker of one host and survives restarts; PostgreSQL serves every instance.
+    Only an in-memory audit store (tests, tools) gets an in-process cache.
+    """
+    from cds_service.audit.schema import is_in_memory
+    from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache, replay_engine
 
-        from cds_service.audit.schema import normalise_url
-
-        return SqlReplayCache(sa.create_engine(normalise_url(settings.audit_url), pool_pre_ping=True))
-    return InMemoryReplayCache()
+    if is_in_memory(settings.resolved_audit_url):
+        return InMemoryReplayCache()
+    return SqlReplayCache(replay_engine(settings.resolved_audit_url))
 
 
 def build_security(settings: Settings) -> Security:

@@ -303,3 +303,25 @@ def test_the_unsigned_spec_style_token_with_a_fresh_jti_still_fails(secured: Sec
     stranger = rs384_signing_key()
     token = jwt.encode(claims, stranger.private_key, algorithm="RS384", headers={"kid": secured.keys[1].kid})
     assert_generic_401(secured.post(PV, load_example("patient-view-request.json"), token))
+
+
+def test_b3_a_jti_is_refused_by_every_worker_and_after_a_restart(
+    tmp_path: Path, es384: SigningKey, rs384: SigningKey
+) -> None:
+    """B3: two workers on the default SQLite store each kept their own jtis, and a restart forgot them all.
+
+    Two apps on one instance folder are two gunicorn workers of ``mgcds serve`` (each builds its own app); a third
+    one built after them is the service after a restart.
+    """
+    body = load_example("patient-view-request.json")
+    with (
+        secured_app(tmp_path, [es384, rs384], clock=lambda: EXAMPLE_NOW) as worker_a,
+        secured_app(tmp_path, [es384, rs384], clock=lambda: EXAMPLE_NOW) as worker_b,
+    ):
+        token = worker_a.token(PV)
+        assert worker_a.post(PV, body, token).status_code == 200
+        assert_generic_401(worker_b.post(PV, body, token))
+        assert_generic_401(worker_a.post(PV, body, token))
+    with secured_app(tmp_path, [es384, rs384], clock=lambda: EXAMPLE_NOW) as restarted:
+        assert_generic_401(restarted.post(PV, body, token))
+        assert restarted.call(PV, body).status_code == 200  # a fresh token still works
