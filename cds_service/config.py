@@ -231,6 +231,8 @@ class Settings:
     fhir_call_budget_seconds: float = _setting(8.0, positive_number)
     fhir_call_max_bytes: int = _setting(16 * 1024 * 1024, integer(1024))
     fhir_cache_max_bytes: int = _setting(16 * 1024 * 1024, integer(0))
+    # A CDS Hooks JWT may live this long past its iat (the spec recommends five minutes).
+    jwt_max_lifetime_seconds: int = _setting(300, integer(1))
     # Remote terminology (FHIR terminology server or RxNav); empty: local value sets only.
     terminology_url: str = _setting("", optional_http_url)
     terminology_kind: str = _setting("fhir", choice("fhir", "rxnav"))

@@ -140,6 +140,7 @@ def build_security(settings: Settings) -> Security:
         jwks=build_key_source(settings),
         replay_cache=build_replay_cache(settings),
         clock_skew_seconds=settings.jwt_clock_skew_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
     )
     return Security(verifier.verify, FhirServerPolicy(registry, dev=settings.dev))
 

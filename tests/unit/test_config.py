@@ -50,6 +50,7 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("MGCDS_FHIR_CALL_BUDGET_SECONDS", "4.5", 4.5, "0"),
     ("MGCDS_FHIR_CALL_MAX_BYTES", "1048576", 1048576, "100"),
     ("MGCDS_FHIR_CACHE_MAX_BYTES", "0", 0, "-1"),
+    ("MGCDS_JWT_MAX_LIFETIME_SECONDS", "120", 120, "0"),
     ("MGCDS_TERMINOLOGY_URL", "https://rxnav.nlm.nih.gov", "https://rxnav.nlm.nih.gov", "ftp://rxnav"),
     ("MGCDS_TERMINOLOGY_KIND", "RxNav", "rxnav", "snomed"),
     ("MGCDS_TERMINOLOGY_TIMEOUT_SECONDS", "0.5", 0.5, "0"),
