@@ -21,6 +21,7 @@ from typing import Any
 
 import jwt
 import requests
+import urllib3
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.exceptions import PyJWKError
 
@@ -165,7 +166,7 @@ class JwksSource:
                     raise KeysUnavailable("JWKS document too large")
         except requests.RequestException as exc:
             raise KeysUnavailable(f"JWKS URL unreachable: {type(exc).__name__}") from exc
-        except OSError as exc:  # urllib3 errors raised by read1 outside requests' wrapping
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # read1 is urllib3's: requests does not wrap it
             raise KeysUnavailable(f"JWKS URL unreachable: {type(exc).__name__}") from exc
         try:
             return parse_jwks(json.loads(body))

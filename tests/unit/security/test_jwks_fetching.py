@@ -154,3 +154,23 @@ def test_a_dribbling_jwks_server_cannot_hold_the_fetch_past_its_timeout(slow: Ho
     with pytest.raises(KeysUnavailable, match="too slow"):
         source.find_key(slow.origin + "/jwks", "kid")
     assert time.monotonic() - started < 2.5  # the timeout in total, plus at most one read's timeout
+
+
+@pytest.mark.parametrize("failure", ["stall", "hang-up"])
+def test_a_key_server_failing_mid_body_is_keys_unavailable_not_a_crash(slow: HostileServer, failure: str) -> None:
+    """A read timeout or a short body in the middle of the JWK Set is a refusal (401), never an exception (500)."""
+
+    def broken(handler: HostileHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b'{"keys": [')
+        handler.wfile.flush()
+        if failure == "stall":
+            slow.stop.wait(3)
+        handler.close_connection = True
+
+    slow.routes["/jwks"] = broken
+    source = JwksSource(requests.Session(), timeout_seconds=1)
+    with pytest.raises(KeysUnavailable, match="unreachable"):
+        source.find_key(slow.origin + "/jwks", "kid")
