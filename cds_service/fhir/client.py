@@ -163,10 +163,6 @@ class FhirClient:
         """Read a prefetched Bundle's further pages in a call of its own."""
         return self.for_call().continue_bundle(base_url, bundle, token)
 
-    def get_json(self, url: str, token: str | None, base_url: str | None = None) -> dict[str, Any]:
-        """GET one FHIR URL under ``base_url`` (the URL itself when None) in a call of its own."""
-        return self.for_call().get_json(url, base_url or url, token)[0]
-
     # -- the cache ----------------------------------------------------------------------------------------------
 
     def _cache_get(self, key: tuple[str, str]) -> Any:
