@@ -226,6 +226,13 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = _setting(("ES384", "RS384"), jwt_algorithms)
     jwt_clock_skew_seconds: int = _setting(60, integer(0))
     jwks_cache_ttl_seconds: int = _setting(300, integer(0))
+    # Security round 2 (issue 16; docs/security.md). All FHIR reads of one hook call share one deadline, well inside
+    # the EHR's patience, and one byte allowance; the cache is bounded by bytes as well as entries.
+    fhir_call_budget_seconds: float = _setting(8.0, positive_number)
+    fhir_call_max_bytes: int = _setting(16 * 1024 * 1024, integer(1024))
+    fhir_cache_max_bytes: int = _setting(16 * 1024 * 1024, integer(0))
+    # A CDS Hooks JWT may live this long past its iat (the spec recommends five minutes).
+    jwt_max_lifetime_seconds: int = _setting(300, integer(1))
     # Remote terminology (FHIR terminology server or RxNav); empty: local value sets only.
     terminology_url: str = _setting("", optional_http_url)
     terminology_kind: str = _setting("fhir", choice("fhir", "rxnav"))

@@ -16,6 +16,7 @@ CDS Hooks answers in exactly one place, ``cds_service.api.errors``::
     +-- PrerequisiteFailed              412: data the service needs could not be obtained (e.g. the Patient)
     +-- FhirError                       a FHIR server call failed (raised by the client edge, never by the engine)
     |   +-- FhirUnreachable             connection refused, DNS failure, timeout
+    |   |   +-- FhirBudgetExhausted     the hook call's FHIR deadline or byte allowance ran out (not retried)
     |   +-- FhirAuthError               401/403 from the FHIR server (token expired or insufficient scope)
     |   +-- FhirNotFound                404
     |   +-- FhirServerError             5xx
@@ -134,6 +135,12 @@ class FhirUnreachable(FhirError):
     """Connection refused, DNS failure or timeout."""
 
     kind = "unreachable"
+
+
+class FhirBudgetExhausted(FhirUnreachable):
+    """The hook call's shared FHIR deadline passed, or its byte allowance was used up (a slow or huge answer)."""
+
+    kind = "budget-exhausted"
 
 
 class FhirAuthError(FhirError):

@@ -41,15 +41,27 @@ RULES_PATH = "/docs/clinical-rules"  # the service's rules page: every card's so
 
 
 def build_fhir_client(settings: Settings, guard: FhirServerGuard | None) -> FhirClient:
-    """The process's one FHIR client, with the settings' timeouts, caps and cache; redirects vetted by ``guard``."""
+    """The process's one FHIR client, with the settings' timeouts, caps, call budget and cache.
+
+    With the service's ``FhirServerPolicy`` as ``guard`` every outbound URL obeys the allowlist's egress rules; any
+    other guard (an operator's command naming its own server) gets the operator rules: every URL under the named
+    base, any address.
+    """
+    from cds_service.fhir.egress import EgressPolicy, OperatorEgress
+    from cds_service.security.fhir_allowlist import FhirServerPolicy
+
+    egress: EgressPolicy = guard if isinstance(guard, FhirServerPolicy) else OperatorEgress()
     return FhirClient(
         timeout_seconds=settings.fhir_timeout_seconds,
         page_cap=settings.fhir_page_cap,
         max_entries=settings.fhir_max_entries,
         cache_ttl_seconds=settings.fhir_cache_ttl_seconds,
         cache_size=settings.fhir_cache_size,
+        cache_max_bytes=settings.fhir_cache_max_bytes,
         max_concurrency=settings.fhir_max_concurrency,
-        redirect_check=guard.check_redirect if guard is not None else None,
+        egress=egress,
+        call_budget_seconds=settings.fhir_call_budget_seconds,
+        call_max_bytes=settings.fhir_call_max_bytes,
     )
 
 
@@ -95,18 +107,17 @@ def build_key_source(settings: Settings) -> KeySource:
 
 
 def build_replay_cache(settings: Settings) -> ReplayCache:
-    """Where seen jtis are kept: the PostgreSQL audit database when there is one, else this process."""
-    from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache
+    """Where seen jtis are kept: a table in the audit database, shared by every worker and instance using it.
 
-    # With PostgreSQL configured, workers and instances share one replay cache, so a jti replayed to another
-    # worker is still caught; otherwise an in-process cache (one worker process sees its own callers only).
-    if settings.audit_url.startswith(("postgresql", "postgres")):
-        import sqlalchemy as sa
+    The default SQLite file serves every worker of one host and survives restarts; PostgreSQL serves every instance.
+    Only an in-memory audit store (tests, tools) gets an in-process cache.
+    """
+    from cds_service.audit.schema import is_in_memory
+    from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache, replay_engine
 
-        from cds_service.audit.schema import normalise_url
-
-        return SqlReplayCache(sa.create_engine(normalise_url(settings.audit_url), pool_pre_ping=True))
-    return InMemoryReplayCache()
+    if is_in_memory(settings.resolved_audit_url):
+        return InMemoryReplayCache()
+    return SqlReplayCache(replay_engine(settings.resolved_audit_url))
 
 
 def build_security(settings: Settings) -> Security:
@@ -129,6 +140,7 @@ def build_security(settings: Settings) -> Security:
         jwks=build_key_source(settings),
         replay_cache=build_replay_cache(settings),
         clock_skew_seconds=settings.jwt_clock_skew_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
     )
     return Security(verifier.verify, FhirServerPolicy(registry, dev=settings.dev))
 

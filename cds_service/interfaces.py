@@ -63,6 +63,10 @@ class FhirReader(Protocol):
         """Run one of the calls above concurrently with others of the same hook call."""
         ...
 
+    def for_call(self) -> FhirReader:
+        """A reader for one hook call: all its reads share one deadline and one byte allowance."""
+        ...
+
     def close(self) -> None:
         """Release connections and threads."""
         ...

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 
+from cds_service.api.body import read_json_body
 from cds_service.api.errors import error_answer
 from cds_service.audit.recorder import FeedbackCall, HookCall
 from cds_service.cdshooks import (
@@ -23,14 +22,7 @@ from cds_service.cdshooks import (
     validation_message,
 )
 from cds_service.engine.vocabulary import Hook
-from cds_service.errors import (
-    BadRequest,
-    FhirError,
-    NotFound,
-    PayloadTooLarge,
-    PrerequisiteFailed,
-    UnsupportedMediaType,
-)
+from cds_service.errors import BadRequest, FhirError, NotFound, PrerequisiteFailed
 from cds_service.runtime import Runtime
 from cds_service.security.identity import CallerIdentity
 from hooks import ServiceRegistry
@@ -58,60 +50,6 @@ def parse_body(model: type[ModelT], body: dict[str, Any]) -> ModelT:
     except ValidationError as exc:
         field, message = validation_message(exc)
         raise BadRequest(message, field=field) from exc
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON (RFC 8259); Python's parser would accept them.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# A \uD800-\uDFFF escape: only then can the parsed body hold a lone surrogate (raw UTF-8 cannot encode one).
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """True when a string (or key) anywhere in ``value`` holds an unpaired surrogate (not valid Unicode text)."""
-    stack = [value]
-    while stack:  # iterative: the body may be nested as deeply as the parser allows
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def read_json_body() -> Any:
-    """The request body as JSON, with 415/413/400 for the wrong media type, size or syntax."""
-    mimetype = request.mimetype or ""
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
-    limit = _runtime().settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    raw = request.get_data(cache=True)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    try:
-        text = raw.decode("utf-8")
-        body = json.loads(text, parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise BadRequest("the body is not UTF-8", field="body") from exc
-    except RecursionError as exc:
-        raise BadRequest("the JSON body is nested too deeply", field="body") from exc
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", field="body") from exc
-    # A lone surrogate escape (e.g. "\\ud800") is legal JSON syntax but not text (RFC 8259 section 8.2): it could not
-    # be written to the audit log or any UTF-8 store, so the request is refused here rather than failing later.
-    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
-        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape (not valid Unicode)", field="body")
-    return body
 
 
 def _audience(service_id: str, suffix: str = "") -> str:
