@@ -10,6 +10,7 @@ import pytest
 from cds_service.audit.memory import InMemoryAuditLog
 from cds_service.audit.recorder import AuditRecorder
 from cds_service.cdshooks import FeedbackItem
+from cds_service.errors import AuditNotDurable
 from cds_service.security.identity import CallerIdentity
 from tests.unit.audit.helpers import BASE_TIME
 
@@ -127,11 +128,16 @@ class RaisingWriter(InMemoryAuditLog):
     """A writer with a bug."""
 
     def record_call(self, record: Any) -> str:
-        raise OSError("disk and memory both refused")
+        raise OSError("disk refused")
 
 
-def test_a_writer_failure_does_not_escape_the_recorder(caplog: pytest.LogCaptureFixture) -> None:
-    with recorder(RaisingWriter()).hook_call("mg-patient-view") as call:
+def _answered_but_unrecorded(rec: AuditRecorder) -> None:
+    with rec.hook_call("mg-patient-view") as call:
         call.answered(200)
-    assert call.record_id is None
-    assert "could not be written" in caplog.text
+
+
+def test_a_writer_failure_leaves_the_block_as_not_durable(caplog: pytest.LogCaptureFixture) -> None:
+    # Fail closed (issue 19): the call must not be answered as if it had been recorded; the handler answers 503.
+    with pytest.raises(AuditNotDurable):
+        _answered_but_unrecorded(recorder(RaisingWriter()))
+    assert "could not be written: answered 503" in caplog.text
