@@ -51,7 +51,8 @@ def jsonable(value: Any) -> Any:
 def _valid_text(value: Any) -> Any:
     """``value`` with every string made valid Unicode (a lone surrogate becomes U+FFFD)."""
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        # Through UTF-16 with the surrogates passed: a paired one is decoded back, a lone one becomes U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, dict):
         return {_valid_text(k): _valid_text(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -12,7 +12,7 @@ Four parts, each checked in a thread of its own and waited for at most ``time_li
 - ``quarantine``: records the store refused; degraded while there is any (``mgcds audit redrive``).
 
 A part whose check has not answered in time is not ready ("no answer within ..."); its check goes on in the
-background (one at a time per part: a stalled probe is never piled up), and the next request reuses its answer.
+background, one at a time per part: a stalled probe is never piled up, and requests meanwhile wait on that one.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from cds_service.errors import AuditStoreError
 TIME_LIMIT_SECONDS = 0.8
 STORE_PROBE_SECONDS = 2.0  # the store probe's own limit: a stalled probe is abandoned, not left for the kernel
 PROBE_BYTES = 64 * 1024  # more than a typical record: a spool that takes this takes the next record
-_CACHE_SECONDS = 0.5  # requests arriving together share one round of checks
 
 
 @dataclass
@@ -61,7 +60,8 @@ class _SingleFlight:
         """The run in progress, or a new one."""
         with self._lock:
             flight = self._flight
-            if flight is None or flight.done.is_set() and time.monotonic() - flight.started > _CACHE_SECONDS:
+            # Requests arriving while a check runs share it; a finished one is never reused (a refusal since counts).
+            if flight is None or flight.done.is_set():
                 flight = _Flight(started=time.monotonic())
                 self._flight = flight
                 threading.Thread(
