@@ -188,10 +188,12 @@ def _read_only_sqlite(database: str) -> Engine:
     return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
-def postgres_connect_args(statement_timeout_seconds: float) -> dict[str, Any]:
+def postgres_connect_args(
+    statement_timeout_seconds: float, connect_timeout_seconds: int = CONNECT_TIMEOUT_SECONDS
+) -> dict[str, Any]:
     """libpq parameters that keep a PostgreSQL connection from waiting on a dead network for minutes."""
     return {
-        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "connect_timeout": max(2, connect_timeout_seconds),  # libpq's own minimum
         **_KEEPALIVE,
         # Unacknowledged data is given up on after this long (Linux TCP_USER_TIMEOUT), in milliseconds.
         "tcp_user_timeout": int(statement_timeout_seconds * 1000),
@@ -206,7 +208,11 @@ def postgres_options(statement_timeout_seconds: float, *, read_only: bool) -> st
 
 
 def create_store_engine(
-    url: str, *, read_only: bool = False, statement_timeout_seconds: float = STATEMENT_TIMEOUT_SECONDS
+    url: str,
+    *,
+    read_only: bool = False,
+    statement_timeout_seconds: float = STATEMENT_TIMEOUT_SECONDS,
+    connect_timeout_seconds: int = CONNECT_TIMEOUT_SECONDS,
 ) -> Engine:
     """A SQLAlchemy engine for an audit URL (SQLite file in WAL mode, in-memory SQLite, or PostgreSQL)."""
     url = normalise_url(url)
@@ -233,7 +239,10 @@ def create_store_engine(
         # blackholed pooled connection would hang it. A dead connection fails the next statement instead, within
         # the time limit; the pool then discards it and the writer retries.
         return create_engine(
-            parsed, pool_size=2, pool_recycle=300, connect_args=postgres_connect_args(statement_timeout_seconds)
+            parsed,
+            pool_size=2,
+            pool_recycle=300,
+            connect_args=postgres_connect_args(statement_timeout_seconds, connect_timeout_seconds),
         )
     raise AuditStoreError(f"unsupported audit store backend: {parsed.get_backend_name()}")
 

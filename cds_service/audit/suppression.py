@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,6 +37,10 @@ from cds_service.interfaces import Suppression
 log = logging.getLogger("mgcds.audit")
 
 QUERY_TIME_LIMIT_SECONDS = 1.0  # on the hook path: an unanswered query is given up (fail open) after this
+CONNECT_TIMEOUT_SECONDS = 2  # libpq's minimum: a new connection to a store that does not answer
+# After a failure, calls skip the query for this long (no suppression, immediately) instead of each paying the
+# time limit again while the store is away.
+PAUSE_AFTER_FAILURE_SECONDS = 10.0
 
 ACCEPTED = "accepted"
 OVERRIDDEN = "overridden"
@@ -105,11 +110,17 @@ class SqlSuppressionSource:
         self.engine = engine
         self.settings = settings
         self.time_limit_seconds = time_limit_seconds
+        self._paused_until = 0.0
 
     @classmethod
     def open(cls, url: str, settings: ClinicalSettings) -> SqlSuppressionSource:
         """A source over the audit store at ``url`` on a read-only engine of its own."""
-        engine = create_store_engine(url, read_only=True, statement_timeout_seconds=QUERY_TIME_LIMIT_SECONDS)
+        engine = create_store_engine(
+            url,
+            read_only=True,
+            statement_timeout_seconds=QUERY_TIME_LIMIT_SECONDS,
+            connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
+        )
         return cls(engine, settings)
 
     def close(self) -> None:
@@ -118,7 +129,7 @@ class SqlSuppressionSource:
 
     def active(self, issuer: str | None, tenant: str | None, patient_id: str, now: datetime) -> list[Suppression]:
         """The suppressions whose period has not ended at ``now`` for this patient as this EHR names them."""
-        if not patient_id:
+        if not patient_id or time.monotonic() < self._paused_until:
             return []
         cards, fb = cards_table.c, feedback_table.c
         query = (
@@ -135,7 +146,8 @@ class SqlSuppressionSource:
                 rows = conn.execute(query).all()
         except AuditStoreError as exc:
             # Fail open: without the store nothing is suppressed, so the card is shown again (the safe direction).
-            log.warning("suppressions unavailable, none applied: %s", exc)
+            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
+            log.warning("suppressions unavailable, none applied for %.0f s: %s", PAUSE_AFTER_FAILURE_SECONDS, exc)
             return []
         found = []
         for row in rows:

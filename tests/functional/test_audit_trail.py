@@ -19,6 +19,7 @@ from cds_service.audit.model import AppendOutcome, PendingEntry
 from cds_service.audit.spool import Spool
 from cds_service.audit.sqlwrite import SqlAuditAppender
 from cds_service.audit.store import init_audit_store
+from cds_service.audit.suppression import SqlSuppressionSource
 from cds_service.audit.writer import SpoolingAuditWriter
 from cds_service.cli import main
 from cds_service.config import Settings
@@ -206,7 +207,10 @@ def test_two_instances_feedback_reaching_the_store_before_its_call_is_linked(
         assert details["linkedRecordId"] == call.record_id
         assert event["entity"][0]["what"] == {"reference": "Patient/example-mg-1"}
         # ... and it suppresses the card's recommendation for that patient, on any instance.
-        suppressions = build_suppression_source(settings_b).active(None, None, "example-mg-1", EXAMPLE_NOW + DAY)
+        source = build_suppression_source(settings_b)
+        assert isinstance(source, SqlSuppressionSource)
+        suppressions = source.active(None, None, "example-mg-1", EXAMPLE_NOW + DAY)
+        source.close()
         assert [s.code for s in suppressions] == [card["extension"]["org.mgcds.recommendation"]]
     finally:
         runtime_of(app_a).close()
