@@ -50,8 +50,9 @@ class _Flight:
 class _SingleFlight:
     """Runs a check in a daemon thread, at most one at a time; callers wait for it within their own limit."""
 
-    def __init__(self, name: str, check: Callable[[], ReadinessCheck]) -> None:
+    def __init__(self, name: str, check: Callable[[], ReadinessCheck], *, late: str = NOT_READY) -> None:
         self.name = name
+        self.late = late  # the state when the check does not answer in time
         self._check = check
         self._lock = threading.Lock()
         self._flight: _Flight | None = None
@@ -118,9 +119,10 @@ class ReadinessProbe:
         flights = [_SingleFlight("store", self._check_store)]
         if spool is not None:
             flights.append(_SingleFlight("spool", lambda: self._check_spool(spool)))
-            flights.append(_SingleFlight("backlog", lambda: self._check_backlog(spool)))
+            # A backlog or a quarantine slow to count does not stop records being recorded: late is degraded.
+            flights.append(_SingleFlight("backlog", lambda: self._check_backlog(spool), late=DEGRADED))
         if quarantine is not None:
-            flights.append(_SingleFlight("quarantine", lambda: self._check_quarantine(quarantine)))
+            flights.append(_SingleFlight("quarantine", lambda: self._check_quarantine(quarantine), late=DEGRADED))
         self._flights = flights
 
     def check(self) -> Readiness:
@@ -187,16 +189,16 @@ class ReadinessProbe:
                 age = None
         data = {
             "records": backlog.records,
+            "records_estimated": backlog.estimated,
             "bytes": backlog.bytes,
             "files": backlog.files,
             "oldest_age_seconds": round(age, 1) if age is not None else None,
             "max_age_seconds": self.backlog_max_age_seconds,
         }
+        waiting = f"{'about ' if backlog.estimated else ''}{backlog.records} records wait"
         if age is not None and age > self.backlog_max_age_seconds:
-            return ReadinessCheck(
-                "backlog", DEGRADED, f"{backlog.records} records wait; the oldest for {age:.0f} s", data
-            )
-        return ReadinessCheck("backlog", READY, f"{backlog.records} records wait", data)
+            return ReadinessCheck("backlog", DEGRADED, f"{waiting}; the oldest for {age:.0f} s", data)
+        return ReadinessCheck("backlog", READY, waiting, data)
 
     def _check_quarantine(self, quarantine: Quarantine) -> ReadinessCheck:
         held = quarantine.count()

@@ -360,8 +360,9 @@ class SpoolingAuditWriter:
             left = self.spool.backlog()
             if left.records:
                 log.warning(
-                    "audit writer closed: %d records (%d bytes, oldest from %s) wait in the spool %s; the next "
+                    "audit writer closed: %s%d records (%d bytes, oldest from %s) wait in the spool %s; the next "
                     "process sharing it, or `mgcds audit replay`, stores them",
+                    "about " if left.estimated else "",
                     left.records,
                     left.bytes,
                     left.oldest_occurred_at,

@@ -112,7 +112,7 @@ def _cmd_verify(_args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_BROKEN
     # The chain holds what reached the store; say what has not (this instance's spool and quarantine).
     spool_path = settings.resolved_spool_path
-    backlog = Spool(spool_path).backlog() if spool_path.parent.exists() else None
+    backlog = Spool(spool_path).backlog(exact=True) if spool_path.parent.exists() else None
     if backlog is not None and backlog.records:
         print(
             f"note: {backlog.records} records wait in the spool {spool_path} (oldest from "

@@ -192,6 +192,18 @@ def test_draining_streams_the_file_its_memory_does_not_grow_with_it(tmp_path: Pa
     assert count > 10_000
 
 
+def test_a_large_backlog_is_estimated_cheaply_and_counted_exactly_on_demand(tmp_path: Path) -> None:
+    path = tmp_path / "spool.jsonl"
+    written = _spool_of(path, 20 * 1024 * 1024)  # past the 16 MiB counted exactly
+    spool = Spool(path)
+    quick = spool.backlog()
+    assert quick.estimated
+    assert abs(quick.records - written) <= written * 0.05
+    assert quick.bytes == path.stat().st_size
+    assert quick.oldest_occurred_at == "2026-03-01T09:30:00.000000Z"
+    assert spool.pending_count() == written  # exact
+
+
 class _Down:
     """A store that is unavailable, counting the attempts made on it."""
 
