@@ -22,6 +22,7 @@ CDS Hooks answers in exactly one place, ``cds_service.api.errors``::
     |   +-- FhirServerError             5xx
     |   +-- FhirBadResponse             not JSON, not FHIR, an OperationOutcome where a Bundle was expected
     +-- AuditStoreError                 the audit store cannot be written or read
+    |   +-- AuditNotDurable             503: a call's audit record could not be made durable in the spool
     +-- KeysUnavailable                 an issuer's JWKS could not be fetched or parsed (the caller then gets 401)
     +-- TerminologyError                a value set file is invalid, or a remote terminology call failed
     +-- CommandError                    a CLI command cannot do what it was asked: one line on stderr, exit 1
@@ -169,6 +170,13 @@ class FhirBadResponse(FhirError):
 
 class AuditStoreError(MgCDSError):
     """The audit store could not be reached or written."""
+
+
+class AuditNotDurable(AuditStoreError):
+    """A call's audit record could not be made durable (the spool refused it): the call is answered 503."""
+
+    status = 503
+    error = "audit_unavailable"
 
 
 class KeysUnavailable(MgCDSError):

@@ -27,6 +27,7 @@ from cds_service.interfaces import (
     KeySource,
     OrderSession,
     ReplayCache,
+    SuppressionSource,
     TerminologyService,
 )
 from cds_service.runtime import Runtime, new_uuid, utc_now
@@ -169,7 +170,15 @@ def build_audit_writer(settings: Settings, *, asynchronous: bool = True) -> Audi
         return InMemoryAuditLog()
     from cds_service.audit.writer import open_audit_writer
 
-    return open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=asynchronous)
+    return open_audit_writer(
+        settings.resolved_audit_url,
+        settings.resolved_spool_path,
+        asynchronous=asynchronous,
+        fsync=settings.audit_fsync == "always",
+        time_limit_seconds=settings.audit_store_timeout_seconds,
+        min_free_bytes=settings.audit_spool_min_free_bytes,
+        backlog_max_age_seconds=settings.audit_backlog_max_age_seconds,
+    )
 
 
 def build_audit_reader(settings: Settings) -> AuditReader:
@@ -177,6 +186,23 @@ def build_audit_reader(settings: Settings) -> AuditReader:
     from cds_service.audit.sqlread import SqlAuditReader
 
     return SqlAuditReader.open_read_only(settings.resolved_audit_url)
+
+
+def build_suppression_source(settings: Settings, *, audit_reader: AuditReader | None = None) -> SuppressionSource:
+    """Suppression after feedback (clinical-rules.md 7.5), read from the audit database every worker shares.
+
+    One indexed query per call, time-limited, failing open (no suppression). An in-memory audit log answers from
+    its own store when it is given as ``audit_reader``; an in-memory URL without it has nothing to share.
+    """
+    from cds_service.audit.memory import InMemoryAuditLog
+    from cds_service.audit.schema import is_in_memory
+    from cds_service.audit.suppression import InMemorySuppressionSource, SqlSuppressionSource
+
+    if isinstance(audit_reader, InMemoryAuditLog):
+        return SqlSuppressionSource(audit_reader.store.engine, settings.clinical)
+    if is_in_memory(settings.resolved_audit_url):
+        return InMemorySuppressionSource()
+    return SqlSuppressionSource.open(settings.resolved_audit_url, settings.clinical)
 
 
 # --- hooks and the whole runtime ------------------------------------------------------------------------------

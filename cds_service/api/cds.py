@@ -175,9 +175,8 @@ def _feedback(service_id: str, call: FeedbackCall) -> tuple[Response, int]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with a feedback array", field="body")
     parsed = parse_body(FeedbackRequest, body)
-    recorder = _runtime().recorder
-    for item in parsed.feedback:
-        recorder.record_feedback(call, item)
+    # All items in one durable write, or none (then 503): a retried feedback call is never recorded twice.
+    _runtime().recorder.record_feedback_items(call, parsed.feedback)
     log.info(
         "feedback received",
         extra={

@@ -32,6 +32,10 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("MGCDS_AUDIT_URL", "postgresql://u@db/audit", "postgresql://u@db/audit", "mysql://u@db/audit"),
     ("MGCDS_AUDIT_SPOOL_PATH", "/tmp/spool.jsonl", Path("/tmp/spool.jsonl"), "/tmp/a\nb"),
     ("MGCDS_AUDIT_RETENTION_DAYS", "30", 30, "0"),
+    ("MGCDS_AUDIT_FSYNC", "Always", "always", "sometimes"),
+    ("MGCDS_AUDIT_STORE_TIMEOUT_SECONDS", "2.5", 2.5, "0"),
+    ("MGCDS_AUDIT_BACKLOG_MAX_AGE_SECONDS", "120", 120.0, "-1"),
+    ("MGCDS_AUDIT_SPOOL_MIN_FREE_BYTES", "1048576", 1048576, "1 MB"),
     ("MGCDS_REVIEWER_TOKEN", "0123456789abcdef", "0123456789abcdef", "token\n"),
     ("MGCDS_REVIEWER_USER", "auditor", "auditor", ""),
     ("MGCDS_REVIEWER_PASSWORD_HASH", SCRYPT_HASH, SCRYPT_HASH, "correct horse battery staple"),
@@ -56,6 +60,7 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("MGCDS_TERMINOLOGY_TIMEOUT_SECONDS", "0.5", 0.5, "0"),
     ("MGCDS_TERMINOLOGY_CACHE_TTL_SECONDS", "3600", 3600, "1.5"),
     ("MGCDS_ORDER_SESSION_TTL_SECONDS", "60", 60, "an hour"),
+    ("MGCDS_CONTROL_SOCKET", "off", "off", "/run/a\nb.ctl"),
     ("MGCDS_BENCH_FLOOR", "on", True, "2"),
     ("MGCDS_CLINICAL_MAGNESIUM_WINDOW_DAYS", "30", 30, "0"),
     ("MGCDS_CLINICAL_RENAL_WINDOW_DAYS", "180", 180, "-1"),
@@ -65,6 +70,12 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("MGCDS_CLINICAL_SERUM_MG_TEST_LOINC", "2601-3", "2601-3", "2885-2"),
     ("MGCDS_CLINICAL_IONIZED_MG_TEST_LOINC", "21377-7", "21377-7", "ionized"),
     ("MGCDS_CLINICAL_SUPPLEMENT_ELEMENTAL_MG_PER_DAY", "250", 250, "0"),
+    ("MGCDS_CLINICAL_SUPPRESSION_ACCEPTED_DAYS", "0", 0, "-1"),
+    ("MGCDS_CLINICAL_SUPPRESSION_ALREADY_ADDRESSED_DAYS", "14", 14, "two weeks"),
+    ("MGCDS_CLINICAL_SUPPRESSION_RECENT_RESULT_ELSEWHERE_DAYS", "60", 60, "1.5"),
+    ("MGCDS_CLINICAL_SUPPRESSION_PATIENT_DECLINED_DAYS", "90", 90, "3651"),
+    ("MGCDS_CLINICAL_SUPPRESSION_NOT_CLINICALLY_RELEVANT_DAYS", "730", 730, "-365"),
+    ("MGCDS_CLINICAL_SUPPRESSION_OTHER_REASON_DAYS", "30", 30, "thirty"),
 ]
 
 
