@@ -11,13 +11,26 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.audit import limits
 from cds_service.engine.vocabulary import Hook
 from cds_service.vocabulary import CardExtension
 
 SUMMARY_MAX_LENGTH = 140  # CDS Hooks 2.0 "Card Attributes": summary SHOULD be under 140 characters
-CONTEXT_ID_MAX_LENGTH = 200  # longest userId/patientId/encounterId accepted (FHIR ids are 64; references longer)
+# Longest userId/patientId/encounterId accepted (FHIR ids are 64; references longer). One number with the audit
+# store's columns (cds_service.audit.limits): what the API accepts, the store holds.
+CONTEXT_ID_MAX_LENGTH = limits.CONTEXT_ID_MAX
+
+
+def _no_control_characters(value: str) -> str:
+    # An identifier never holds a control character; a NUL would not fit PostgreSQL text (issue 16, B8).
+    if any(ch in limits.CONTROL_CHARACTERS for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+NoControl = AfterValidator(_no_control_characters)
 
 
 class _Wire(BaseModel):
@@ -47,7 +60,7 @@ class FhirAuthorization(_Wire):
 
 # --- Contexts: one model per hook (hook library: patient-view 1.0, order-select 1.0, order-sign 1.0) ----------
 
-ContextId = Annotated[str, Field(min_length=1, max_length=CONTEXT_ID_MAX_LENGTH)]
+ContextId = Annotated[str, Field(min_length=1, max_length=CONTEXT_ID_MAX_LENGTH), NoControl]
 Selection = Annotated[str, Field(min_length=1)]
 
 
@@ -267,14 +280,14 @@ class CardsResponse(_Strict):
 class AcceptedSuggestion(_Wire):
     """A suggestion the clinician accepted."""
 
-    id: str = Field(min_length=1, max_length=200)
+    id: Annotated[str, Field(min_length=1, max_length=200), NoControl]
 
 
 class FeedbackCoding(_Wire):
     """An override reason as the EHR sends it back (display may be absent)."""
 
-    code: str = Field(min_length=1, max_length=200)
-    system: str | None = Field(default=None, max_length=500)
+    code: Annotated[str, Field(min_length=1, max_length=limits.REASON_CODE_MAX), NoControl]
+    system: Annotated[str, Field(max_length=limits.REASON_SYSTEM_MAX), NoControl] | None = None
     display: str | None = Field(default=None, max_length=500)
 
 
@@ -288,7 +301,8 @@ class OverrideReason(_Wire):
 class FeedbackItem(_Wire):
     """One feedback entry (CDS Hooks 2.0 "Feedback")."""
 
-    card: str = Field(min_length=1, max_length=200)
+    # Our card uuids have 36 characters; the store's column holds CARD_ID_COLUMN: longer is refused here (400).
+    card: Annotated[str, Field(min_length=1, max_length=limits.CARD_ID_MAX), NoControl]
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None  # noqa: N815
     overrideReason: OverrideReason | None = None  # noqa: N815
@@ -302,11 +316,11 @@ class FeedbackItem(_Wire):
         return value
 
     @model_validator(mode="after")
-    def _accepted_has_suggestions(self) -> FeedbackItem:
-        # CDS Hooks 2.0: acceptedSuggestions is REQUIRED for accepted outcomes, and an override reason belongs to
-        # an overridden outcome only.
-        if self.outcome == "accepted" and not self.acceptedSuggestions:
-            raise ValueError("acceptedSuggestions is required when outcome is 'accepted'")
+    def _override_reason_only_when_overridden(self) -> FeedbackItem:
+        # CDS Hooks 2.0 makes acceptedSuggestions required for accepted outcomes, but a card without suggestions
+        # can only be accepted without them, and EHRs (HealthChain's client among them) send it that way: it is
+        # accepted, and the record says no suggestion was named (issue 15 item 5). An override reason still
+        # belongs to an overridden outcome only.
         if self.outcome == "accepted" and self.overrideReason is not None:
             raise ValueError("overrideReason is only allowed when outcome is 'overridden'")
         return self

@@ -67,6 +67,16 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[
     return parse
 
 
+def optional_integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int | None]:
+    """A parser of whole numbers within [minimum, maximum], or None for an empty value."""
+    parse_integer = integer(minimum, maximum)
+
+    def parse(raw: str) -> int | None:
+        return parse_integer(raw) if raw.strip() else None
+
+    return parse
+
+
 def positive_number(raw: str) -> float:
     """A finite number above zero (timeouts, concentrations)."""
     try:
@@ -208,6 +218,14 @@ class Settings:
     audit_url: str = _setting("", audit_url)
     audit_spool_path: Path | None = _setting(None, optional_path)
     audit_retention_days: int = _setting(3650, integer(1))
+    # Spool fsync policy: "off" survives any process kill (the kernel holds the page cache); "always" also survives
+    # power loss, at a measured cost per call (docs/audit.md).
+    audit_fsync: str = _setting("off", choice("off", "always"))
+    # Longest wait for the audit store (statement, lock, stalled network) before the attempt is abandoned and logged.
+    audit_store_timeout_seconds: float = _setting(10.0, positive_number)
+    # /readyz: degraded when a record has waited longer than this; not ready below this much free spool space.
+    audit_backlog_max_age_seconds: float = _setting(60.0, positive_number)
+    audit_spool_min_free_bytes: int = _setting(32 * 1024 * 1024, integer(0))
     # Reviewer access to /audit: a bearer token, or basic auth with a password hash (werkzeug format).
     reviewer_token: str = _setting("", text)
     reviewer_user: str = _setting("reviewer", non_empty_text)
@@ -226,6 +244,13 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = _setting(("ES384", "RS384"), jwt_algorithms)
     jwt_clock_skew_seconds: int = _setting(60, integer(0))
     jwks_cache_ttl_seconds: int = _setting(300, integer(0))
+    # Security round 2 (issue 16; docs/security.md). All FHIR reads of one hook call share one deadline, well inside
+    # the EHR's patience, and one byte allowance; the cache is bounded by bytes as well as entries.
+    fhir_call_budget_seconds: float = _setting(8.0, positive_number)
+    fhir_call_max_bytes: int = _setting(16 * 1024 * 1024, integer(1024))
+    fhir_cache_max_bytes: int = _setting(16 * 1024 * 1024, integer(0))
+    # A CDS Hooks JWT may live this long past its iat (the spec recommends five minutes).
+    jwt_max_lifetime_seconds: int = _setting(300, integer(1))
     # Remote terminology (FHIR terminology server or RxNav); empty: local value sets only.
     terminology_url: str = _setting("", optional_http_url)
     terminology_kind: str = _setting("fhir", choice("fhir", "rxnav"))
@@ -233,6 +258,9 @@ class Settings:
     terminology_cache_ttl_seconds: int = _setting(86400, integer(0))
     # Order hooks: how long an order-select card suppresses the same card at order-sign for the same draft.
     order_session_ttl_seconds: int = _setting(1800, integer(0))
+    # gunicorn's control socket (gunicornc): empty for `<instance>/gunicorn-<port>.ctl`, one per service, so two
+    # services on one host never share gunicorn's default path; "off" for none.
+    control_socket: str = _setting("", text)
     # Benchmark only: mounts POST /bench/floor, the framework-cost floor of bench/run.py. Never on by default.
     bench_floor: bool = _setting(False, boolean)
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
@@ -264,6 +292,13 @@ CLINICAL_PARSERS: Mapping[str, Parser] = {
     "serum_mg_test_loinc": choice("19123-9", "2601-3"),
     "ionized_mg_test_loinc": loinc,
     "supplement_elemental_mg_per_day": integer(1),
+    # 0 turns a suppression off; the recent-result-elsewhere period is the magnesium window unless set.
+    "suppression_accepted_days": integer(0, 3650),
+    "suppression_already_addressed_days": integer(0, 3650),
+    "suppression_recent_result_elsewhere_days": optional_integer(0, 3650),
+    "suppression_patient_declined_days": integer(0, 3650),
+    "suppression_not_clinically_relevant_days": integer(0, 3650),
+    "suppression_other_reason_days": integer(0, 3650),
 }
 
 

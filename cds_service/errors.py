@@ -16,11 +16,13 @@ CDS Hooks answers in exactly one place, ``cds_service.api.errors``::
     +-- PrerequisiteFailed              412: data the service needs could not be obtained (e.g. the Patient)
     +-- FhirError                       a FHIR server call failed (raised by the client edge, never by the engine)
     |   +-- FhirUnreachable             connection refused, DNS failure, timeout
+    |   |   +-- FhirBudgetExhausted     the hook call's FHIR deadline or byte allowance ran out (not retried)
     |   +-- FhirAuthError               401/403 from the FHIR server (token expired or insufficient scope)
     |   +-- FhirNotFound                404
     |   +-- FhirServerError             5xx
     |   +-- FhirBadResponse             not JSON, not FHIR, an OperationOutcome where a Bundle was expected
     +-- AuditStoreError                 the audit store cannot be written or read
+    |   +-- AuditNotDurable             503: a call's audit record could not be made durable in the spool
     +-- KeysUnavailable                 an issuer's JWKS could not be fetched or parsed (the caller then gets 401)
     +-- TerminologyError                a value set file is invalid, or a remote terminology call failed
     +-- CommandError                    a CLI command cannot do what it was asked: one line on stderr, exit 1
@@ -136,6 +138,12 @@ class FhirUnreachable(FhirError):
     kind = "unreachable"
 
 
+class FhirBudgetExhausted(FhirUnreachable):
+    """The hook call's shared FHIR deadline passed, or its byte allowance was used up (a slow or huge answer)."""
+
+    kind = "budget-exhausted"
+
+
 class FhirAuthError(FhirError):
     """The FHIR server refused the access token (401/403)."""
 
@@ -162,6 +170,13 @@ class FhirBadResponse(FhirError):
 
 class AuditStoreError(MgCDSError):
     """The audit store could not be reached or written."""
+
+
+class AuditNotDurable(AuditStoreError):
+    """A call's audit record could not be made durable (the spool refused it): the call is answered 503."""
+
+    status = 503
+    error = "audit_unavailable"
 
 
 class KeysUnavailable(MgCDSError):

@@ -27,6 +27,7 @@ from cds_service.interfaces import (
     KeySource,
     OrderSession,
     ReplayCache,
+    SuppressionSource,
     TerminologyService,
 )
 from cds_service.runtime import Runtime, new_uuid, utc_now
@@ -41,15 +42,27 @@ RULES_PATH = "/docs/clinical-rules"  # the service's rules page: every card's so
 
 
 def build_fhir_client(settings: Settings, guard: FhirServerGuard | None) -> FhirClient:
-    """The process's one FHIR client, with the settings' timeouts, caps and cache; redirects vetted by ``guard``."""
+    """The process's one FHIR client, with the settings' timeouts, caps, call budget and cache.
+
+    With the service's ``FhirServerPolicy`` as ``guard`` every outbound URL obeys the allowlist's egress rules; any
+    other guard (an operator's command naming its own server) gets the operator rules: every URL under the named
+    base, any address.
+    """
+    from cds_service.fhir.egress import EgressPolicy, OperatorEgress
+    from cds_service.security.fhir_allowlist import FhirServerPolicy
+
+    egress: EgressPolicy = guard if isinstance(guard, FhirServerPolicy) else OperatorEgress()
     return FhirClient(
         timeout_seconds=settings.fhir_timeout_seconds,
         page_cap=settings.fhir_page_cap,
         max_entries=settings.fhir_max_entries,
         cache_ttl_seconds=settings.fhir_cache_ttl_seconds,
         cache_size=settings.fhir_cache_size,
+        cache_max_bytes=settings.fhir_cache_max_bytes,
         max_concurrency=settings.fhir_max_concurrency,
-        redirect_check=guard.check_redirect if guard is not None else None,
+        egress=egress,
+        call_budget_seconds=settings.fhir_call_budget_seconds,
+        call_max_bytes=settings.fhir_call_max_bytes,
     )
 
 
@@ -95,18 +108,17 @@ def build_key_source(settings: Settings) -> KeySource:
 
 
 def build_replay_cache(settings: Settings) -> ReplayCache:
-    """Where seen jtis are kept: the PostgreSQL audit database when there is one, else this process."""
-    from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache
+    """Where seen jtis are kept: a table in the audit database, shared by every worker and instance using it.
 
-    # With PostgreSQL configured, workers and instances share one replay cache, so a jti replayed to another
-    # worker is still caught; otherwise an in-process cache (one worker process sees its own callers only).
-    if settings.audit_url.startswith(("postgresql", "postgres")):
-        import sqlalchemy as sa
+    The default SQLite file serves every worker of one host and survives restarts; PostgreSQL serves every instance.
+    Only an in-memory audit store (tests, tools) gets an in-process cache.
+    """
+    from cds_service.audit.schema import is_in_memory
+    from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache, replay_engine
 
-        from cds_service.audit.schema import normalise_url
-
-        return SqlReplayCache(sa.create_engine(normalise_url(settings.audit_url), pool_pre_ping=True))
-    return InMemoryReplayCache()
+    if is_in_memory(settings.resolved_audit_url):
+        return InMemoryReplayCache()
+    return SqlReplayCache(replay_engine(settings.resolved_audit_url))
 
 
 def build_security(settings: Settings) -> Security:
@@ -129,6 +141,7 @@ def build_security(settings: Settings) -> Security:
         jwks=build_key_source(settings),
         replay_cache=build_replay_cache(settings),
         clock_skew_seconds=settings.jwt_clock_skew_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
     )
     return Security(verifier.verify, FhirServerPolicy(registry, dev=settings.dev))
 
@@ -157,7 +170,15 @@ def build_audit_writer(settings: Settings, *, asynchronous: bool = True) -> Audi
         return InMemoryAuditLog()
     from cds_service.audit.writer import open_audit_writer
 
-    return open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=asynchronous)
+    return open_audit_writer(
+        settings.resolved_audit_url,
+        settings.resolved_spool_path,
+        asynchronous=asynchronous,
+        fsync=settings.audit_fsync == "always",
+        time_limit_seconds=settings.audit_store_timeout_seconds,
+        min_free_bytes=settings.audit_spool_min_free_bytes,
+        backlog_max_age_seconds=settings.audit_backlog_max_age_seconds,
+    )
 
 
 def build_audit_reader(settings: Settings) -> AuditReader:
@@ -167,7 +188,35 @@ def build_audit_reader(settings: Settings) -> AuditReader:
     return SqlAuditReader.open_read_only(settings.resolved_audit_url)
 
 
+def build_suppression_source(settings: Settings, *, audit_reader: AuditReader | None = None) -> SuppressionSource:
+    """Suppression after feedback (clinical-rules.md 7.5), read from the audit database every worker shares.
+
+    One indexed query per call, time-limited, failing open (no suppression). An in-memory audit log answers from
+    its own store when it is given as ``audit_reader``; an in-memory URL without it has nothing to share.
+    """
+    from cds_service.audit.memory import InMemoryAuditLog
+    from cds_service.audit.schema import is_in_memory
+    from cds_service.audit.suppression import InMemorySuppressionSource, SqlSuppressionSource
+
+    if isinstance(audit_reader, InMemoryAuditLog):
+        return SqlSuppressionSource(audit_reader.store.engine, settings.clinical)
+    if is_in_memory(settings.resolved_audit_url):
+        return InMemorySuppressionSource()
+    return SqlSuppressionSource.open(settings.resolved_audit_url, settings.clinical)
+
+
 # --- hooks and the whole runtime ------------------------------------------------------------------------------
+
+
+def _suppression_source(settings: Settings, audit_reader: AuditReader) -> SuppressionSource:
+    # The service's SQL reader already holds a read-only engine on the audit store: the suppressions share it (one
+    # pool, closed with the reader), each query under the source's own time limit.
+    from cds_service.audit.sqlread import SqlAuditReader
+    from cds_service.audit.suppression import SqlSuppressionSource
+
+    if isinstance(audit_reader, SqlAuditReader):
+        return SqlSuppressionSource(audit_reader.engine, settings.clinical)
+    return build_suppression_source(settings, audit_reader=audit_reader)
 
 
 def build_order_session(settings: Settings) -> OrderSession:
@@ -185,6 +234,7 @@ def build_hook_deps(
     clock: Clock = utc_now,
     id_factory: IdFactory = new_uuid,
     order_session: OrderSession | None = None,
+    suppression_source: SuppressionSource | None = None,
 ) -> HookDeps:
     """Exactly what the hooks receive: these collaborators, the clinical settings and the rules page URL."""
     return HookDeps(
@@ -195,6 +245,7 @@ def build_hook_deps(
         id_factory=id_factory,
         order_session=order_session or build_order_session(settings),
         rules_url=settings.public_base_url.rstrip("/") + RULES_PATH,
+        suppression_source=suppression_source,
     )
 
 
@@ -239,7 +290,12 @@ def build_runtime(
         audit_reader=audit_reader,
         recorder=AuditRecorder(audit_writer, clock=clock),
         hook_deps=build_hook_deps(
-            settings, fhir=fhir, terminology=terminology, clock=clock, id_factory=id_factory or new_uuid
+            settings,
+            fhir=fhir,
+            terminology=terminology,
+            clock=clock,
+            id_factory=id_factory or new_uuid,
+            suppression_source=_suppression_source(settings, audit_reader),
         ),
         clock=clock,
     )

@@ -18,6 +18,8 @@ a database driver or an HTTP client: the plain types the Protocols name live in 
   registry): ``cds_service.factory.unauthenticated``.
 - FhirServerGuard: ``cds_service.security.fhir_allowlist.FhirServerPolicy``.
 - OrderSession: ``hooks.orders`` (a TTL memory of what order-select showed).
+- SuppressionSource: ``cds_service.audit.suppression.SqlSuppressionSource`` (feedback in the audit database, shared
+  by every worker and instance); in-memory: ``cds_service.audit.suppression.InMemorySuppressionSource``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from cds_service.audit.chain import ChainReport
-from cds_service.audit.model import CallFilter, StoredRecord, Summary
+from cds_service.audit.model import CallFilter, Readiness, StoredRecord, Summary
 from cds_service.audit.records import CallRecord, FeedbackCallRecord, FeedbackRecord
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.fhir.bundles import SearchResult
@@ -61,6 +63,10 @@ class FhirReader(Protocol):
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Run one of the calls above concurrently with others of the same hook call."""
+        ...
+
+    def for_call(self) -> FhirReader:
+        """A reader for one hook call: all its reads share one deadline and one byte allowance."""
         ...
 
     def close(self) -> None:
@@ -150,14 +156,22 @@ class OrderSession(Protocol):
 
 
 class AuditWriter(Protocol):
-    """Makes audit records durable; the caller never waits for, or fails with, the database."""
+    """Makes audit records durable before the call is answered; never waits for the database.
+
+    Each ``record_*`` returns once the record is complete in the local spool (or stored, without one), or raises
+    ``AuditNotDurable``: the call is then answered 503, not as if it had been recorded.
+    """
 
     def record_call(self, record: CallRecord) -> str:
         """Record one service call (answered or refused); returns its record id."""
         ...
 
     def record_feedback(self, record: FeedbackRecord) -> str:
-        """Record one feedback item; the store links it to the call that issued the card."""
+        """Record one feedback item; it is linked to the call that issued the card (same issuer and service)."""
+        ...
+
+    def record_feedback_items(self, records: Sequence[FeedbackRecord]) -> list[str]:
+        """Record every item of one feedback call together: all are durable, or none is."""
         ...
 
     def record_feedback_call(self, record: FeedbackCallRecord) -> str:
@@ -165,7 +179,11 @@ class AuditWriter(Protocol):
         ...
 
     def check_ready(self) -> None:
-        """Raise ``AuditStoreError`` unless records can reach the store now (readiness)."""
+        """Raise ``AuditStoreError`` unless records can reach the store now."""
+        ...
+
+    def readiness(self) -> Readiness:
+        """Spool, store, backlog and quarantine, each checked within a time limit (``/readyz``)."""
         ...
 
     def has_pending(self) -> bool:
@@ -178,6 +196,10 @@ class AuditWriter(Protocol):
 
     def replay(self) -> int:
         """Store what waits now; returns how many were stored (raises ``AuditStoreError`` on an outage)."""
+        ...
+
+    def redrive(self) -> tuple[int, int]:
+        """Hand quarantined records to the store again: (stored, still refused)."""
         ...
 
     def close(self) -> None:
@@ -257,6 +279,55 @@ class FhirServerGuard(Protocol):
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """Feedback on a card that keeps its recommendation from being shown again until ``until`` (rules 7.5).
+
+    ``answered_at`` is when the clinician answered (the EHR's outcomeTimestamp, never later than its receipt):
+    a magnesium, creatinine or eGFR result newer than it ends the suppression early, which the hook decides.
+    ``until`` already applies the 24-hour cap when the answered card was critical or ``urgent-evaluation``.
+    """
+
+    code: str  # the recommendation code suppressed
+    feedback_record_id: str  # the feedback's audit record
+    outcome: str  # "accepted" or "overridden"
+    reason: str | None  # the override reason code, if any
+    answered_at: datetime
+    until: datetime
+    answered_indicator: str  # the indicator of the card that was answered
+
+
+class SuppressionSource(Protocol):
+    """Which recommendations feedback keeps from being shown again, for one patient as one EHR names them."""
+
+    def active(self, issuer: str | None, tenant: str | None, patient_id: str, now: datetime) -> list[Suppression]:
+        """The suppressions whose period has not ended at ``now`` (answered at or before ``now``), latest first.
+
+        Fails open: when the store cannot answer, no suppression (the card is shown again).
+        """
+        ...
+
+
+class PatientSuppressions(Protocol):
+    """The suppressions of one call's caller (issuer and tenant bound by the API), asked for by patient only: a hook
+    never sees who called."""
+
+    def active(self, patient_id: str, now: datetime) -> list[Suppression]:
+        """The suppressions in force at ``now`` for this patient as the calling EHR names them."""
+        ...
+
+
+class NoSuppressions:
+    """No feedback suppresses anything: the CLI (nobody answered a card there) and calls not yet bound."""
+
+    def active(self, patient_id: str, now: datetime) -> list[Suppression]:
+        """Nothing is suppressed."""
+        return []
+
+
+NO_SUPPRESSIONS = NoSuppressions()
+
+
+@dataclass(frozen=True)
 class HookDeps:
     """Exactly what a hook uses to answer a call (built once by the app factory, or by the CLI)."""
 
@@ -268,3 +339,7 @@ class HookDeps:
     order_session: OrderSession
     # The page with the rules, linked from every card's source (``source.url``).
     rules_url: str
+    # The store of suppressions after feedback (clinical-rules.md 7.5); the API binds it to the caller per call into
+    # ``suppressions``, the only one a hook reads.
+    suppression_source: SuppressionSource | None = None
+    suppressions: PatientSuppressions = NO_SUPPRESSIONS

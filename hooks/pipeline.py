@@ -8,7 +8,7 @@ only adds what is specific to it (the draft orders, and at order-sign what order
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cds_service.cards import build_cards
@@ -24,6 +24,7 @@ from cds_service.interfaces import HookDeps
 from cds_service.vocabulary import PrefetchKey
 from hooks import HookOutcome
 from hooks.base import CdsService
+from hooks.suppression import apply_suppressions
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,15 @@ def respond(evaluation: Evaluation, shown: Sequence[Recommendation], deps: HookD
         notes=list(evaluation.facts.data_notes),
         recommendations=tuple(shown),
     )
+
+
+def run_patient_view(service: CdsService, request: AnyHookRequest, deps: HookDeps) -> HookOutcome:
+    """patient-view end to end: the recommendations feedback does not suppress become cards (rules 7.5)."""
+    evaluation = assess_request(service, request, deps)
+    shown, suppressed = apply_suppressions(
+        evaluation.recommendations, evaluation.facts, deps.suppressions, evaluation.assessment.now
+    )
+    return replace(respond(evaluation, shown, deps), suppressed=suppressed)
 
 
 def run_pipeline(service: CdsService, request: AnyHookRequest, deps: HookDeps) -> HookOutcome:

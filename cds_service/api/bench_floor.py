@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from cds_service.api.cds import read_json_body
+from cds_service.api.body import read_json_body
 from cds_service.errors import BadRequest
 
 FLOOR_PATH = "/bench/floor"

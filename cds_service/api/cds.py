@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 
+from cds_service.api.body import read_json_body
 from cds_service.api.errors import error_answer
 from cds_service.audit.recorder import FeedbackCall, HookCall
 from cds_service.cdshooks import (
@@ -23,17 +23,12 @@ from cds_service.cdshooks import (
     validation_message,
 )
 from cds_service.engine.vocabulary import Hook
-from cds_service.errors import (
-    BadRequest,
-    FhirError,
-    NotFound,
-    PayloadTooLarge,
-    PrerequisiteFailed,
-    UnsupportedMediaType,
-)
+from cds_service.errors import BadRequest, FhirError, NotFound, PrerequisiteFailed
+from cds_service.interfaces import HookDeps
 from cds_service.runtime import Runtime
 from cds_service.security.identity import CallerIdentity
 from hooks import ServiceRegistry
+from hooks.suppression import CallerSuppressions
 
 log = logging.getLogger("mgcds.api")
 
@@ -58,60 +53,6 @@ def parse_body(model: type[ModelT], body: dict[str, Any]) -> ModelT:
     except ValidationError as exc:
         field, message = validation_message(exc)
         raise BadRequest(message, field=field) from exc
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON (RFC 8259); Python's parser would accept them.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# A \uD800-\uDFFF escape: only then can the parsed body hold a lone surrogate (raw UTF-8 cannot encode one).
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """True when a string (or key) anywhere in ``value`` holds an unpaired surrogate (not valid Unicode text)."""
-    stack = [value]
-    while stack:  # iterative: the body may be nested as deeply as the parser allows
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def read_json_body() -> Any:
-    """The request body as JSON, with 415/413/400 for the wrong media type, size or syntax."""
-    mimetype = request.mimetype or ""
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
-    limit = _runtime().settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    raw = request.get_data(cache=True)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    try:
-        text = raw.decode("utf-8")
-        body = json.loads(text, parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise BadRequest("the body is not UTF-8", field="body") from exc
-    except RecursionError as exc:
-        raise BadRequest("the JSON body is nested too deeply", field="body") from exc
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", field="body") from exc
-    # A lone surrogate escape (e.g. "\\ud800") is legal JSON syntax but not text (RFC 8259 section 8.2): it could not
-    # be written to the audit log or any UTF-8 store, so the request is refused here rather than failing later.
-    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
-        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape (not valid Unicode)", field="body")
-    return body
 
 
 def _audience(service_id: str, suffix: str = "") -> str:
@@ -185,9 +126,10 @@ def _invoke(service_id: str, call: HookCall) -> tuple[Response, int]:
             # The guard resolves the host to vet its addresses; a name that does not resolve is a server we
             # cannot reach: the spec's answer for unobtainable data is 412.
             raise PrerequisiteFailed(f"fhirServer cannot be used: {exc.message}", cause="fhirServer") from exc
-    outcome = service.handle(hook_request, runtime.hook_deps)
+    outcome = service.handle(hook_request, _bound_deps(runtime.hook_deps, call.caller))
     response = CardsResponse.model_validate({"cards": outcome.cards})
     call.outcome = outcome
+    call.suppressed = outcome.suppressed
     # Ids and timings only (DESIGN.md principle 9): never the patient, the values, the drugs or the tokens.
     log.info(
         "hook answered",
@@ -202,6 +144,15 @@ def _invoke(service_id: str, call: HookCall) -> tuple[Response, int]:
         },
     )
     return jsonify(response.model_dump(mode="json", exclude_none=True)), 200
+
+
+def _bound_deps(deps: HookDeps, caller: CallerIdentity | None) -> HookDeps:
+    """This call's HookDeps: the suppressions of this caller's issuer and tenant (rules 7.5), so the hook never
+    sees the caller itself."""
+    if deps.suppression_source is None:
+        return deps
+    issuer, tenant = (caller.issuer, caller.tenant) if caller is not None else (None, None)
+    return replace(deps, suppressions=CallerSuppressions(deps.suppression_source, issuer, tenant))
 
 
 def _log_refused(call: HookCall, error: str) -> None:
@@ -237,9 +188,8 @@ def _feedback(service_id: str, call: FeedbackCall) -> tuple[Response, int]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with a feedback array", field="body")
     parsed = parse_body(FeedbackRequest, body)
-    recorder = _runtime().recorder
-    for item in parsed.feedback:
-        recorder.record_feedback(call, item)
+    # All items in one durable write, or none (then 503): a retried feedback call is never recorded twice.
+    _runtime().recorder.record_feedback_items(call, parsed.feedback)
     log.info(
         "feedback received",
         extra={

@@ -1,6 +1,7 @@
 """The one place where exceptions become CDS Hooks answers (DESIGN.md principle 5).
 
-400 bad request, 401 bad JWT, 404 unknown service, 413 too large, 415 not JSON, 412 needed FHIR data unobtainable.
+400 bad request, 401 bad JWT, 404 unknown service, 413 too large, 415 not JSON, 412 needed FHIR data unobtainable,
+503 the call's audit record could not be made durable (with Retry-After; nothing of the call was recorded).
 Anything unexpected is our bug: 500 with a generic body, logged with the request id, never the payload.
 """
 
@@ -13,9 +14,11 @@ from typing import Any
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from cds_service.errors import ClientError, PrerequisiteFailed, Unauthorized
+from cds_service.errors import AuditNotDurable, ClientError, PrerequisiteFailed, Unauthorized
 
 log = logging.getLogger("mgcds.api")
+
+AUDIT_RETRY_AFTER_SECONDS = 30  # what a 503 for an unwritable audit spool suggests; /readyz says when it is back
 
 
 def error_body(status: int, error: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -64,6 +67,19 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> tuple[Response, int]:
         return _answer(exc.status, exc.error, exc.message, exc.field)
+
+    @app.errorhandler(AuditNotDurable)
+    def _not_durable(exc: AuditNotDurable) -> tuple[Response, int]:
+        # Fail closed: the answer would not be audited, so there is none; the EHR shows no card (the safe side
+        # for advice) and may retry. The reason (a disk error) stays in the log; /readyz is not ready meanwhile.
+        log.critical("call refused because its audit record could not be made durable: %s", exc)
+        response, status = _answer(
+            exc.status,
+            exc.error,
+            "the service cannot record this call in its audit log right now; nothing was recorded, retry later",
+        )
+        response.headers["Retry-After"] = str(AUDIT_RETRY_AFTER_SECONDS)
+        return response, status
 
     @app.errorhandler(PrerequisiteFailed)
     def _prerequisite(exc: PrerequisiteFailed) -> tuple[Response, int]:

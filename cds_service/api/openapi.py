@@ -65,13 +65,25 @@ _HEALTH_SCHEMA: dict[str, Any] = {
     "required": ["status"],
 }
 
+_READY_CHECK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded", "not-ready"]},
+        "detail": {"type": "string"},
+    },
+    "required": ["status", "detail"],
+}
+
 _READY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
         "audit_store": {"type": "string", "enum": ["ok", "unreachable"]},
+        "not_ready": {"type": "array", "items": {"type": "string"}},
+        "degraded": {"type": "array", "items": {"type": "string"}},
+        "checks": {"type": "object", "additionalProperties": _READY_CHECK_SCHEMA},
     },
-    "required": ["status", "audit_store"],
+    "required": ["status", "audit_store", "not_ready", "degraded", "checks"],
 }
 
 _FEEDBACK_ANSWER_SCHEMA: dict[str, Any] = {
@@ -89,6 +101,8 @@ _ERROR_DESCRIPTIONS = {
     "412": "Data the service needs could not be obtained (no prefetch and no usable fhirServer)",
     "413": "Request body larger than the configured limit",
     "415": "Request body is not JSON",
+    "503": "The call could not be recorded in the audit log (its local spool refused the record): nothing was "
+    "recorded and no card is given; retry after Retry-After seconds (GET /readyz says which part is not ready)",
 }
 
 
@@ -101,6 +115,8 @@ def _error(status: str) -> dict[str, Any]:
         answer["headers"] = {
             "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge (RFC 6750)"}
         }
+    if status == "503":
+        answer["headers"] = {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}}
     return answer
 
 
@@ -130,7 +146,7 @@ def _service_paths(service_id: str, hook: str, title: str) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {_JSON: {"schema": request_schema}}},
         "responses": {
             "200": _ok("The cards (an empty list when nothing is actionable)", {"$ref": _REF.format(model="Cards")}),
-            **{status: _error(status) for status in ("400", "401", "412", "413", "415")},
+            **{status: _error(status) for status in ("400", "401", "412", "413", "415", "503")},
         },
     }
     feedback = {
@@ -140,7 +156,7 @@ def _service_paths(service_id: str, hook: str, title: str) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": _REF.format(model="Feedback")}}}},
         "responses": {
             "200": _ok("How many feedback items were recorded", _FEEDBACK_ANSWER_SCHEMA),
-            **{status: _error(status) for status in ("400", "401", "413", "415")},
+            **{status: _error(status) for status in ("400", "401", "413", "415", "503")},
         },
     }
     return {
@@ -206,11 +222,11 @@ def build_openapi(services: Iterable[tuple[str, str, str]], *, version: str) -> 
     paths["/readyz"] = {
         "get": {
             "operationId": "readyz",
-            "summary": "Readiness: the audit store is reachable",
+            "summary": "Readiness: calls can be recorded (spool, store), with the backlog and the quarantine",
             "security": [],
             "responses": {
                 "200": _ok("Ready", _READY_SCHEMA),
-                "503": _ok("Not ready: calls could not be audited", _READY_SCHEMA),
+                "503": _ok("Not ready: calls could not be audited (`not_ready` names the parts)", _READY_SCHEMA),
             },
         }
     }

@@ -48,11 +48,32 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _valid_text(value: Any) -> Any:
+    """``value`` with every string made valid Unicode (a lone surrogate becomes U+FFFD)."""
+    if isinstance(value, str):
+        # Through UTF-16 with the surrogates passed: a paired one is decoded back, a lone one becomes U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_text(v) for v in value]
+    return value
+
+
 def make_entry(event_type: AuditEventType, payload: Mapping[str, Any]) -> PendingEntry:
-    """Give a payload its record id and canonical text."""
+    """Give a payload its record id and canonical text (always encodable as UTF-8)."""
     record_id = uuid.uuid4().hex
     envelope = jsonable({"record_id": record_id, "event_type": event_type.value, **payload})
-    return PendingEntry(record_id, event_type.value, canonical_json(envelope), envelope)
+    text = canonical_json(envelope)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a URL, say) cannot be written as UTF-8: keep the record, with U+FFFD in its place,
+        # rather than failing the call it belongs to.
+        log.warning("audit record %s held text that is not valid Unicode; replaced", record_id)
+        envelope = _valid_text(envelope)
+        text = canonical_json(envelope)
+    return PendingEntry(record_id, event_type.value, text, envelope)
 
 
 def aware(moment: datetime) -> datetime:

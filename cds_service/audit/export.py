@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from fhir.resources.R4B.auditevent import AuditEvent
@@ -196,12 +196,16 @@ def audit_event(record: StoredRecord, patients: Mapping[str, str | None]) -> dic
         }
         entities = [_patient_entity(patient_id)] if patient_id else []
         reason = p.get("override_reason") or {}
+        accepted = ",".join(p.get("accepted_suggestions", ()))
+        if not accepted and p["outcome"] == "accepted":
+            accepted = "(none named)"  # the EHR accepted the card without naming a suggestion
         details = [
             _detail("cardUuid", p["card_uuid"]),
             _detail("outcome", p["outcome"]),
             _detail("outcomeTimestamp", p["outcome_timestamp"]),
+            # The call that issued the card (same issuer, tenant and service), whichever was stored first.
             _detail("linkedRecordId", record.linked_record_id or "unknown"),
-            _detail("acceptedSuggestions", ",".join(p.get("accepted_suggestions", ()))),
+            _detail("acceptedSuggestions", accepted),
         ]
         if reason:
             details.append(_detail("overrideReason", f"{reason.get('system', '')}|{reason.get('code', '')}"))
@@ -212,12 +216,21 @@ def audit_event(record: StoredRecord, patients: Mapping[str, str | None]) -> dic
     return event
 
 
-def iter_fhir_ndjson(records: Iterable[StoredRecord]) -> Iterator[str]:
-    """NDJSON lines of AuditEvents, in chain order."""
+def iter_fhir_ndjson(
+    records: Iterable[StoredRecord], patient_of: Callable[[str], str | None] | None = None
+) -> Iterator[str]:
+    """NDJSON lines of AuditEvents, in chain order.
+
+    ``patient_of(call_record_id)`` names the patient of a call not yet seen in the walk: feedback can be stored
+    before the call that issued its card (another instance's spool drained later), and its event still names the
+    patient.
+    """
     patients: dict[str, str | None] = {}
     for record in records:
         if record.event_type == AuditEventType.SERVICE_CALL:
             patients[record.record_id] = record.payload.get("patient_id")
+        elif record.linked_record_id and record.linked_record_id not in patients and patient_of is not None:
+            patients[record.linked_record_id] = patient_of(record.linked_record_id)
         yield json.dumps(audit_event(record, patients), separators=(",", ":"), ensure_ascii=False)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from cds_service.audit.chain import ChainReport
-from cds_service.audit.model import CallFilter, StoredRecord, Summary
+from cds_service.audit.model import CallFilter, Readiness, StoredRecord, Summary
 from cds_service.audit.records import CallRecord, FeedbackCallRecord, FeedbackRecord
 from cds_service.audit.store import SqlAuditStore
 from cds_service.audit.writer import SpoolingAuditWriter
@@ -35,8 +35,13 @@ class InMemoryAuditLog:
 
     def record_feedback(self, record: FeedbackRecord) -> str:
         """Keep the record and store it."""
-        self.feedback.append(record)
-        return self._writer.record_feedback(record)
+        return self.record_feedback_items([record])[0]
+
+    def record_feedback_items(self, records: Sequence[FeedbackRecord]) -> list[str]:
+        """Keep the records and store them together."""
+        ids = self._writer.record_feedback_items(records)
+        self.feedback.extend(records)
+        return ids
 
     def record_feedback_call(self, record: FeedbackCallRecord) -> str:
         """Keep the record and store it."""
@@ -46,6 +51,10 @@ class InMemoryAuditLog:
     def check_ready(self) -> None:
         """Always ready (the store is in this process)."""
         self.store.check_ready()
+
+    def readiness(self) -> Readiness:
+        """The store's check only: there is no spool and no quarantine."""
+        return self._writer.readiness()
 
     def has_pending(self) -> bool:
         """Nothing ever waits: writes are applied at once."""
@@ -58,6 +67,10 @@ class InMemoryAuditLog:
     def replay(self) -> int:
         """Nothing is spooled."""
         return self._writer.replay()
+
+    def redrive(self) -> tuple[int, int]:
+        """Nothing is quarantined."""
+        return self._writer.redrive()
 
     def close(self) -> None:
         """Drop the in-memory store."""

@@ -7,7 +7,9 @@ recorded as surely as one answered 200: with the status actually sent and withou
 the recorder never learnt is recorded as 500, because that is what the client got.
 
 This module decides what goes in the records: identifiers, the resources the engine used (type, id, version), the
-assessment, the cards as sent. Never tokens or JWTs. The AuditWriter decides how records are made durable.
+assessment, the cards as sent, the suppressions applied. Never tokens or JWTs. The AuditWriter decides how records
+are made durable; when it cannot, :class:`AuditNotDurable` leaves the block and the one error handler answers 503
+instead of the answer the call had (issue 19: nothing is answered 200 that is not recorded).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from cds_service.audit.limits import CONTEXT_ID_MAX, CONTROL_CHARACTERS, SERVICE_ID_COLUMN
 from cds_service.audit.records import (
     CallRecord,
     CardRecord,
@@ -26,10 +29,12 @@ from cds_service.audit.records import (
     FeedbackCallRecord,
     FeedbackRecord,
     ResourceUsed,
+    SuppressedRecord,
 )
 from cds_service.cdshooks import AnyHookRequest, FeedbackItem
 from cds_service.engine.vocabulary import RULES_VERSION
-from cds_service.interfaces import AuditWriter, Clock
+from cds_service.errors import AuditNotDurable
+from cds_service.interfaces import AuditWriter, Clock, Suppression
 from cds_service.security.identity import CallerIdentity
 from cds_service.vocabulary import CardExtension
 
@@ -37,9 +42,10 @@ log = logging.getLogger("mgcds.audit")
 
 HTTP_OK = 200
 HTTP_INTERNAL_ERROR = 500
-_ID_MAX = 200  # ids from the request are kept at most this long
+_ID_MAX = CONTEXT_ID_MAX  # ids from the request are kept at most this long (the API refuses longer ones)
 
 JsonObject = Mapping[str, object]
+T = TypeVar("T")
 
 
 # What the recorder reads of a hook's outcome: hooks.HookOutcome and fhir.prefetch.ResolvedData fit these shapes,
@@ -82,6 +88,17 @@ class OutcomeView(Protocol):
 
 def _text(value: object, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) else None
+
+
+_CONTROL_TO_REPLACEMENT = str.maketrans({ch: "\ufffd" for ch in CONTROL_CHARACTERS})
+
+
+def service_id_text(service_id: str) -> str:
+    """The service id from the URL as the record keeps it: fits its column, no control characters.
+
+    Only an unknown service (answered 404) can have an id that needs this: the record must still fit the store.
+    """
+    return service_id[:SERVICE_ID_COLUMN].translate(_CONTROL_TO_REPLACEMENT)
 
 
 def _resource_used(resource: JsonObject) -> ResourceUsed:
@@ -148,6 +165,9 @@ class HookCall:
     status: int = HTTP_INTERNAL_ERROR  # until the answer is known, what the client gets is our 500
     error: str | None = None
     record_id: str | None = None
+    # The cards the hook did not show because feedback suppresses them (clinical-rules.md 7.5): the hook side sets
+    # this from its SuppressionSource; the record lists them when the call was answered 200.
+    suppressed: Sequence[Suppression] = ()
 
     def refused(self, status: int, error: str) -> None:
         """The call was answered ``status`` with this error (``code: message``) instead of cards."""
@@ -189,16 +209,18 @@ class AuditRecorder:
         self.clock = clock
         self._timer = timer
 
-    def _write(self, kind: str, write: Callable[[], str]) -> str | None:
-        # Fail open: the writer itself never waits for the database (it spools), so this only catches a bug of
-        # ours or a local disk and memory both refusing; the answer the client already has stands, and the loss
-        # is logged at CRITICAL. (Issue 19 turns this into fail-closed for answers not yet sent: raise here and
-        # let the one error handler answer 503.)
+    def _write(self, kind: str, write: Callable[[], T]) -> T:
+        # Fail closed: a record that cannot be made durable (the spool refuses it, or a bug of ours cannot build
+        # it) would leave an answered call unaudited. AuditNotDurable leaves the block before the answer is sent,
+        # and the one error handler answers 503 instead (the EHR shows no card: the fail-safe for advice).
         try:
             return write()
-        except Exception:
-            log.critical("audit record of a %s could not be written", kind, exc_info=True)
-            return None
+        except AuditNotDurable:
+            log.critical("audit record of a %s could not be made durable: answered 503", kind)
+            raise
+        except Exception as exc:
+            log.critical("audit record of a %s could not be written: answered 503", kind, exc_info=True)
+            raise AuditNotDurable(f"the audit record of this {kind} could not be written") from exc
 
     def _elapsed_ms(self, started: float) -> float:
         return round((self._timer() - started) * 1000, 3)
@@ -206,7 +228,7 @@ class AuditRecorder:
     @contextmanager
     def hook_call(self, service_id: str) -> Iterator[HookCall]:
         """Wrap one hook call; its record is written when the block ends, however it ends."""
-        call = HookCall(service_id=service_id[:_ID_MAX], started=self._timer())
+        call = HookCall(service_id=service_id_text(service_id), started=self._timer())
         try:
             yield call
         except BaseException as exc:
@@ -240,12 +262,24 @@ class AuditRecorder:
             http_status=call.status,
             latency_ms=self._elapsed_ms(call.started),
             error=None if call.status == HTTP_OK else call.error,
+            suppressed=tuple(
+                SuppressedRecord(
+                    code=item.code,
+                    feedback_record_id=item.feedback_record_id,
+                    outcome=item.outcome,
+                    reason=item.reason,
+                    until=item.until,
+                )
+                for item in call.suppressed
+            )
+            if answered
+            else (),
         )
 
     @contextmanager
     def feedback_call(self, service_id: str) -> Iterator[FeedbackCall]:
         """Wrap one feedback call; unless it was answered 200, one record says how it was answered."""
-        call = FeedbackCall(service_id=service_id[:_ID_MAX], started=self._timer())
+        call = FeedbackCall(service_id=service_id_text(service_id), started=self._timer())
         try:
             yield call
         except BaseException as exc:
@@ -273,8 +307,7 @@ class AuditRecorder:
             items_recorded=len(call.items_recorded),
         )
 
-    def record_feedback(self, call: FeedbackCall, item: FeedbackItem) -> str | None:
-        """Record one feedback item of ``call``; the store links it to the call that issued the card."""
+    def _feedback_record(self, call: FeedbackCall, item: FeedbackItem) -> FeedbackRecord:
         reason = item.overrideReason.reason if item.overrideReason is not None else None
         override = None
         if reason is not None:
@@ -282,19 +315,29 @@ class AuditRecorder:
                 k: v for k, v in (("system", reason.system), ("code", reason.code), ("display", reason.display)) if v
             }
         caller = call.caller
-        record = FeedbackRecord(
+        return FeedbackRecord(
             occurred_at=self.clock(),
             service_id=call.service_id,
             card_uuid=item.card,
             outcome=item.outcome,
+            # Empty when an EHR accepted a card without naming a suggestion (a card without suggestions can only
+            # be accepted that way): the record says that none was named.
             accepted_suggestions=tuple(s.id for s in item.acceptedSuggestions or ()),
             override_reason=override,
             user_comment=item.overrideReason.userComment if item.overrideReason is not None else None,
             outcome_timestamp=item.outcomeTimestamp.isoformat(),
             issuer=caller.issuer if caller is not None else None,
             sender=caller.subject if caller is not None else None,
+            tenant=caller.tenant if caller is not None else None,
         )
-        record_id = self._write("feedback item", lambda: self.writer.record_feedback(record))
-        if record_id is not None:
-            call.items_recorded.append(record_id)
-        return record_id
+
+    def record_feedback_items(self, call: FeedbackCall, items: Sequence[FeedbackItem]) -> list[str]:
+        """Record the items of ``call`` together (all durable or none: AuditNotDurable); linked to their cards."""
+        records = [self._feedback_record(call, item) for item in items]
+        ids = self._write("feedback call", lambda: self.writer.record_feedback_items(records))
+        call.items_recorded.extend(ids)
+        return ids
+
+    def record_feedback(self, call: FeedbackCall, item: FeedbackItem) -> str:
+        """Record one feedback item of ``call``."""
+        return self.record_feedback_items(call, [item])[0]

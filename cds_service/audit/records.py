@@ -66,6 +66,17 @@ class CardRecord:
 
 
 @dataclass(frozen=True)
+class SuppressedRecord:
+    """A card the hook did not show because feedback on the same recommendation is still in force (rules 7.5)."""
+
+    code: str  # the recommendation code that was not shown
+    feedback_record_id: str  # the feedback record whose suppression applied
+    outcome: str  # accepted or overridden
+    reason: str | None  # the override reason code, when there was one
+    until: datetime  # when that suppression ends
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One CDS service call, successful or failed (failed ones carry ``error`` and never the payload)."""
 
@@ -86,6 +97,7 @@ class CallRecord:
     http_status: int
     latency_ms: float
     error: str | None = None
+    suppressed: tuple[SuppressedRecord, ...] = ()  # filled by the hook side (cards not shown, and why)
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,8 @@ class FeedbackRecord:
     outcome_timestamp: str
     issuer: str | None
     sender: str | None
+    # The caller's tenant: feedback links to a card only from the same issuer and tenant (and the same service).
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +207,16 @@ def call_to_payload(record: CallRecord) -> dict[str, Any]:
         "http_status": record.http_status,
         "latency_ms": record.latency_ms,
         "error": record.error,
+        "suppressed": [
+            {
+                "code": item.code,
+                "feedback_record_id": item.feedback_record_id,
+                "outcome": item.outcome,
+                "reason": item.reason,
+                "until": format_timestamp(item.until),
+            }
+            for item in record.suppressed
+        ],
     }
 
 
@@ -208,6 +232,7 @@ def feedback_to_payload(record: FeedbackRecord) -> dict[str, Any]:
         "user_comment": record.user_comment,
         "outcome_timestamp": record.outcome_timestamp,
         "issuer": record.issuer,
+        "tenant": record.tenant,
         "sender": record.sender,
     }
 
@@ -265,6 +290,17 @@ def call_from_payload(payload: Mapping[str, Any]) -> CallRecord:
         http_status=payload["http_status"],
         latency_ms=payload["latency_ms"],
         error=payload["error"],
+        # Records written before suppression existed have no such list.
+        suppressed=tuple(
+            SuppressedRecord(
+                code=item["code"],
+                feedback_record_id=item["feedback_record_id"],
+                outcome=item["outcome"],
+                reason=item["reason"],
+                until=parse_timestamp(item["until"]),
+            )
+            for item in payload.get("suppressed", ())
+        ),
     )
 
 
@@ -281,4 +317,5 @@ def feedback_from_payload(payload: Mapping[str, Any]) -> FeedbackRecord:
         outcome_timestamp=payload["outcome_timestamp"],
         issuer=payload["issuer"],
         sender=payload["sender"],
+        tenant=payload.get("tenant"),  # absent from records written before feedback was bound to its tenant
     )

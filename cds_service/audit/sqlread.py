@@ -3,20 +3,29 @@
 The real AuditReader. It opens its engine read-only (see :mod:`cds_service.audit.schema`), so the review page and
 ``mgcds audit verify | list | show | export`` cannot change the store, and it holds no spool, so they cannot drain
 one either.
+
+Feedback is linked to the call that issued its card at read time, by joining the feedback index with the card
+index on the card uuid and the origin key (same issuer, tenant and service: issue 16 item 8). So the link does not
+depend on which of the two records reached the store first (issue 19, R3), and it is the same link that
+``verify`` recomputes from the hashed payloads. ``StoredRecord.linked_record_id`` is that link.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, not_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import ScalarSelect
 
-from cds_service.audit.chain import ChainReport, verify_rows
+from cds_service.audit.chain import BrokenLink, ChainReport, verify_rows
+from cds_service.audit.deadline import StoreTimeout, time_limit
+from cds_service.audit.index_keys import card_rows, feedback_row
 from cds_service.audit.model import CallFilter, StoredRecord, Summary
 from cds_service.audit.records import AuditEventType, format_timestamp
 from cds_service.audit.schema import (
@@ -26,41 +35,71 @@ from cds_service.audit.schema import (
     cards_table,
     check_schema,
     create_store_engine,
+    feedback_table,
     head_table,
     records_table,
 )
 from cds_service.errors import AuditStoreError
 
+READ_TIME_LIMIT_SECONDS = 30.0  # a review page or one page of a chain walk; the hook path uses its own limit
+_LINK = "effective_link"
+_VERIFY_PAGE = 500
+
+_cards = cards_table.c
+_fb = feedback_table.c
+# A feedback item is about a card of this call: same card uuid, same issuer, tenant and service.
+ISSUED_BY = and_(_cards.card_uuid == _fb.card_uuid, _cards.origin_key == _fb.origin_key)
+
+
+def _link_of(feedback_record_id: ColumnElement[Any]) -> ScalarSelect[Any]:
+    """The call that issued the card a feedback record is about (the earliest, should two ever share a uuid)."""
+    return (
+        select(_cards.record_id)
+        .select_from(feedback_table.join(cards_table, ISSUED_BY))
+        .where(_fb.record_id == feedback_record_id)
+        .order_by(_cards.occurred_at, _cards.record_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _with_links() -> list[Any]:
+    return [*ROW_COLUMNS, _link_of(records_table.c.record_id).label(_LINK)]
+
 
 def row_to_record(row: Mapping[str, Any] | RowMapping) -> StoredRecord:
-    """A records-table row as a StoredRecord (its payload parsed)."""
+    """A records-table row as a StoredRecord (its payload parsed; the read-time link when the row carries it)."""
+    link = row[_LINK] if _LINK in row else row["linked_record_id"]
     return StoredRecord(
         seq=int(row["seq"]),
         record_id=row["record_id"],
         event_type=row["event_type"],
         occurred_at=row["occurred_at"],
-        linked_record_id=row["linked_record_id"],
+        linked_record_id=link,
         payload=json.loads(row["payload"]),
         payload_sha256=row["payload_sha256"],
         prev_hash=row["prev_hash"],
         entry_hash=row["entry_hash"],
+        sealed_link=row["linked_record_id"],
     )
 
 
 class SqlAuditReader:
     """Queries over the store (SQLite or PostgreSQL); database failures surface as AuditStoreError."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, time_limit_seconds: float = READ_TIME_LIMIT_SECONDS) -> None:
         self.engine = engine
+        self.time_limit_seconds = time_limit_seconds
 
     @classmethod
-    def open_read_only(cls, url: str) -> SqlAuditReader:
+    def open_read_only(cls, url: str, *, time_limit_seconds: float = READ_TIME_LIMIT_SECONDS) -> SqlAuditReader:
         """A reader of the store at ``url`` on a read-only engine of its own."""
-        return cls(create_store_engine(url, read_only=True))
+        engine = create_store_engine(url, read_only=True, statement_timeout_seconds=time_limit_seconds)
+        return cls(engine, time_limit_seconds=time_limit_seconds)
 
-    def check_ready(self) -> None:
+    def check_ready(self, time_limit_seconds: float | None = None) -> None:
         """Raise AuditStoreError unless the store answers and its schema is the one this code reads."""
-        check_schema(self.engine)
+        check_schema(self.engine, time_limit_seconds or self.time_limit_seconds)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -68,50 +107,59 @@ class SqlAuditReader:
 
     def count(self) -> int:
         """How many records the store holds."""
-        with self._reading() as conn:
+        with self._reading("counting records") as conn:
             return int(conn.execute(select(func.count()).select_from(records_table)).scalar_one())
 
     def head(self) -> tuple[int, str] | None:
         """The head row ``(seq, entry_hash)``, or None when it is missing."""
-        with self._reading() as conn:
+        with self._reading("reading the chain head") as conn:
             row = conn.execute(
                 select(head_table.c.seq, head_table.c.entry_hash).where(head_table.c.id == HEAD_ID)
             ).first()
         return (int(row.seq), str(row.entry_hash)) if row is not None else None
 
-    def iter_rows(self, *, batch: int = 500) -> Iterator[dict[str, Any]]:
-        """Every record row in chain order, fetched in keyset pages (no long-lived cursor)."""
+    def _pages(self, columns: Sequence[Any], batch: int) -> Iterator[list[dict[str, Any]]]:
         after = 0
         while True:
-            with self._reading() as conn:
+            with self._reading("reading a page of the chain") as conn:
                 page = [
                     dict(row._mapping)
                     for row in conn.execute(
-                        select(*ROW_COLUMNS)
-                        .where(records_table.c.seq > after)
-                        .order_by(records_table.c.seq)
-                        .limit(batch)
+                        select(*columns).where(records_table.c.seq > after).order_by(records_table.c.seq).limit(batch)
                     )
                 ]
             if not page:
                 return
-            yield from page
+            yield page
             after = int(page[-1]["seq"])
 
+    def iter_rows(self, *, batch: int = _VERIFY_PAGE) -> Iterator[dict[str, Any]]:
+        """Every record row in chain order, fetched in keyset pages (no long-lived cursor)."""
+        for page in self._pages(ROW_COLUMNS, batch):
+            yield from page
+
     def iter_records(self) -> Iterator[StoredRecord]:
-        """Every record in chain order."""
-        for row in self.iter_rows():
-            yield row_to_record(row)
+        """Every record in chain order, feedback with its read-time link."""
+        for page in self._pages(_with_links(), _VERIFY_PAGE):
+            for row in page:
+                yield row_to_record(row)
 
     def verify(self) -> ChainReport:
-        """Walk the whole chain; the report names the first broken link."""
+        """Walk the whole chain and check both index tables against the payloads; names the first broken link."""
         head = self.head()
-        return verify_rows(self.iter_rows(), head)
+        checker = _IndexCheck(self)
+        report = verify_rows(checker.watch(self.iter_rows()), head)
+        if not report.ok:
+            return report
+        problem = checker.finish()
+        if problem is None:
+            return report
+        return ChainReport(report.checked, report.head_seq, report.head_hash, problem)
 
     def get(self, record_id: str) -> StoredRecord | None:
         """One record by id."""
-        with self._reading() as conn:
-            row = conn.execute(select(*ROW_COLUMNS).where(records_table.c.record_id == record_id)).first()
+        with self._reading("reading one record") as conn:
+            row = conn.execute(select(*_with_links()).where(records_table.c.record_id == record_id)).first()
         return row_to_record(row._mapping) if row is not None else None
 
     def feedback_for(self, record_ids: Sequence[str]) -> dict[str, list[StoredRecord]]:
@@ -119,10 +167,15 @@ class SqlAuditReader:
         result: dict[str, list[StoredRecord]] = {record_id: [] for record_id in record_ids}
         if not record_ids:
             return result
-        with self._reading() as conn:
+        with self._reading("reading feedback") as conn:
             rows = conn.execute(
-                select(*ROW_COLUMNS)
-                .where(records_table.c.linked_record_id.in_(list(record_ids)))
+                select(*ROW_COLUMNS, _cards.record_id.label(_LINK))
+                .select_from(
+                    records_table.join(feedback_table, _fb.record_id == records_table.c.record_id).join(
+                        cards_table, ISSUED_BY
+                    )
+                )
+                .where(_cards.record_id.in_(list(record_ids)))
                 .order_by(records_table.c.seq)
             ).all()
         for row in rows:
@@ -143,32 +196,31 @@ class SqlAuditReader:
             conditions.append(r.occurred_at <= format_timestamp(filters.until))
         if filters.recommendation:
             conditions.append(
-                exists().where(
-                    and_(
-                        cards_table.c.record_id == r.record_id,
-                        cards_table.c.recommendation == filters.recommendation,
-                    )
-                )
+                exists().where(and_(_cards.record_id == r.record_id, _cards.recommendation == filters.recommendation))
             )
         if filters.outcome:
-            feedback = records_table.alias("feedback")
-            linked = and_(
-                feedback.c.event_type == AuditEventType.FEEDBACK.value,
-                feedback.c.linked_record_id == r.record_id,
-            )
+            answered = select(_fb.record_id).select_from(feedback_table.join(cards_table, ISSUED_BY))
             if filters.outcome == "none":
-                conditions.append(not_(exists().where(linked)))
+                conditions.append(not_(exists(answered.where(_cards.record_id == r.record_id))))
             else:
-                conditions.append(exists().where(and_(linked, feedback.c.outcome == filters.outcome)))
+                conditions.append(
+                    exists(answered.where(_cards.record_id == r.record_id, _fb.outcome == filters.outcome))
+                )
         return conditions
 
     def list_calls(self, filters: CallFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[StoredRecord], int]:
-        """Calls matching the filters, newest first, one page of them, and the total count."""
+        """Calls matching the filters, newest first by time (not chain order), one page of them, and the count."""
         conditions = self._call_conditions(filters)
-        with self._reading() as conn:
+        with self._reading("listing calls") as conn:
             total = int(conn.execute(select(func.count()).select_from(records_table).where(*conditions)).scalar_one())
+            # Time, not seq: instances commit their spools in their own rhythm, so chain order is commit order
+            # and can differ from the order of the calls by seconds (docs/audit.md, "Order").
             rows = conn.execute(
-                select(*ROW_COLUMNS).where(*conditions).order_by(records_table.c.seq.desc()).limit(limit).offset(offset)
+                select(*ROW_COLUMNS)
+                .where(*conditions)
+                .order_by(records_table.c.occurred_at.desc(), records_table.c.seq.desc())
+                .limit(limit)
+                .offset(offset)
             ).all()
         return [row_to_record(row._mapping) for row in rows], total
 
@@ -176,8 +228,9 @@ class SqlAuditReader:
         """Counts over the calls matching the filters and the feedback linked to them."""
         conditions = self._call_conditions(filters)
         calls = select(records_table.c.record_id).where(*conditions).subquery()
-        fb = records_table.alias("fb")
-        with self._reading() as conn:
+        in_calls = _cards.record_id.in_(select(calls.c.record_id))
+        linked_feedback = feedback_table.join(cards_table, ISSUED_BY)
+        with self._reading("summarising calls") as conn:
             n_calls = int(conn.execute(select(func.count()).select_from(calls)).scalar_one())
             n_failed = int(
                 conn.execute(
@@ -187,33 +240,18 @@ class SqlAuditReader:
                 ).scalar_one()
             )
             shown = conn.execute(
-                select(cards_table.c.recommendation, func.count())
-                .where(cards_table.c.record_id.in_(select(calls.c.record_id)))
-                .group_by(cards_table.c.recommendation)
+                select(_cards.recommendation, func.count()).where(in_calls).group_by(_cards.recommendation)
             ).all()
             outcomes = conn.execute(
-                select(cards_table.c.recommendation, fb.c.outcome, func.count())
-                .select_from(
-                    fb.join(
-                        cards_table,
-                        and_(
-                            cards_table.c.card_uuid == fb.c.card_uuid,
-                            cards_table.c.record_id == fb.c.linked_record_id,
-                        ),
-                    )
-                )
-                .where(
-                    fb.c.event_type == AuditEventType.FEEDBACK.value,
-                    fb.c.linked_record_id.in_(select(calls.c.record_id)),
-                )
-                .group_by(cards_table.c.recommendation, fb.c.outcome)
+                select(_cards.recommendation, _fb.outcome, func.count())
+                .select_from(linked_feedback)
+                .where(in_calls)
+                .group_by(_cards.recommendation, _fb.outcome)
             ).all()
             override_payloads = conn.execute(
-                select(fb.c.payload).where(
-                    fb.c.event_type == AuditEventType.FEEDBACK.value,
-                    fb.c.outcome == "overridden",
-                    fb.c.linked_record_id.in_(select(calls.c.record_id)),
-                )
+                select(records_table.c.payload)
+                .select_from(linked_feedback.join(records_table, records_table.c.record_id == _fb.record_id))
+                .where(in_calls, _fb.outcome == "overridden")
             ).scalars()
             reasons: dict[str, int] = {}
             for text in override_payloads:
@@ -225,11 +263,8 @@ class SqlAuditReader:
             unlinked = int(
                 conn.execute(
                     select(func.count())
-                    .select_from(records_table)
-                    .where(
-                        records_table.c.event_type == AuditEventType.FEEDBACK.value,
-                        records_table.c.linked_record_id.is_(None),
-                    )
+                    .select_from(feedback_table)
+                    .where(not_(exists().where(_cards.card_uuid == _fb.card_uuid, _cards.origin_key == _fb.origin_key)))
                 ).scalar_one()
             )
         per: dict[str, dict[str, int]] = {}
@@ -249,26 +284,104 @@ class SqlAuditReader:
             per_recommendation=dict(sorted(per.items())),
         )
 
-    def _reading(self) -> _ReadingContext:
-        return _ReadingContext(self.engine)
+    def _reading(self, what: str) -> AbstractContextManager[Connection]:
+        return reading(self.engine, self.time_limit_seconds, what)
 
 
-class _ReadingContext:
-    """A read connection whose database failures surface as AuditStoreError."""
+class _IndexCheck:
+    """Recomputes both index tables from the payloads the chain walk reads, page by page, and compares."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._conn: Connection | None = None
+    def __init__(self, reader: SqlAuditReader) -> None:
+        self._reader = reader
+        self._page: list[dict[str, Any]] = []
+        self._cards = 0
+        self._feedback = 0
+        self.problem: BrokenLink | None = None
 
-    def __enter__(self) -> Connection:
-        try:
-            self._conn = self._engine.connect().execution_options(**{READ_ONLY_OPTION: True})
-        except SQLAlchemyError as exc:
-            raise AuditStoreError(f"cannot read the audit store: {type(exc).__name__}") from exc
-        return self._conn
+    def watch(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pass the rows through, checking the index of each full page before handing on the next."""
+        for row in rows:
+            self._page.append(row)
+            yield row
+            if len(self._page) >= _VERIFY_PAGE:
+                self._check_page()
+                if self.problem is not None:
+                    return
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if isinstance(exc, SQLAlchemyError):
-            raise AuditStoreError(f"cannot read the audit store: {type(exc).__name__}") from exc
+    def finish(self) -> BrokenLink | None:
+        """Check the last page and that the index tables hold no row beyond those the payloads give."""
+        if self.problem is None and self._page:
+            self._check_page()
+        if self.problem is not None:
+            return self.problem
+        with self._reader._reading("counting index rows") as conn:
+            cards = int(conn.execute(select(func.count()).select_from(cards_table)).scalar_one())
+            feedback = int(conn.execute(select(func.count()).select_from(feedback_table)).scalar_one())
+        if cards != self._cards or feedback != self._feedback:
+            return BrokenLink(
+                None,
+                None,
+                f"the index tables hold {cards} card and {feedback} feedback rows, the records give {self._cards} "
+                f"and {self._feedback}: index rows were added or removed",
+            )
+        return None
+
+    def _check_page(self) -> None:
+        page, self._page = self._page, []
+        expected_cards: dict[str, set[tuple[Any, ...]]] = {}
+        expected_feedback: dict[str, tuple[Any, ...]] = {}
+        for row in page:
+            try:
+                payload = json.loads(row["payload"])
+                if row["event_type"] == AuditEventType.SERVICE_CALL:
+                    cards = {_card_tuple(card) for card in card_rows(row["record_id"], payload)}
+                    expected_cards[row["record_id"]] = cards
+                    self._cards += len(cards)
+                elif row["event_type"] == AuditEventType.FEEDBACK:
+                    expected_feedback[row["record_id"]] = _feedback_tuple(feedback_row(row["record_id"], payload))
+                    self._feedback += 1
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # the chain walk has already judged this payload
+        ids = [row["record_id"] for row in page]
+        with self._reader._reading("checking the index tables") as conn:
+            found_cards: dict[str, set[tuple[Any, ...]]] = {}
+            for card in conn.execute(select(*cards_table.c).where(_cards.record_id.in_(ids))):
+                found_cards.setdefault(card.record_id, set()).add(_card_tuple(card._mapping))
+            found_feedback = {
+                fb.record_id: _feedback_tuple(fb._mapping)
+                for fb in conn.execute(select(*feedback_table.c).where(_fb.record_id.in_(ids)))
+            }
+        for row in page:
+            record_id = row["record_id"]
+            if found_cards.get(record_id, set()) != expected_cards.get(record_id, set()):
+                self.problem = BrokenLink(
+                    int(row["seq"]), record_id, "the card index differs from the hashed payload: it was edited"
+                )
+                return
+            if found_feedback.get(record_id) != expected_feedback.get(record_id):
+                self.problem = BrokenLink(
+                    int(row["seq"]), record_id, "the feedback index differs from the hashed payload: it was edited"
+                )
+                return
+
+
+def _card_tuple(row: Mapping[str, Any] | RowMapping) -> tuple[Any, ...]:
+    return tuple(row[name] for name in (c.name for c in cards_table.c))
+
+
+def _feedback_tuple(row: Mapping[str, Any] | RowMapping) -> tuple[Any, ...]:
+    return tuple(row[name] for name in (c.name for c in feedback_table.c))
+
+
+@contextmanager
+def reading(engine: Engine, seconds: float, what: str) -> Iterator[Connection]:
+    """A read connection whose database failures (and overruns of its time limit) surface as AuditStoreError."""
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY_OPTION: True})
+            with time_limit(conn, seconds, what):
+                yield conn
+    except StoreTimeout:
+        raise
+    except SQLAlchemyError as exc:
+        raise AuditStoreError(f"cannot read the audit store: {type(exc).__name__}") from exc

@@ -7,7 +7,7 @@ What ``mgcds audit init``, the in-memory audit log and the tests use. The servic
 
 from __future__ import annotations
 
-from cds_service.audit.schema import create_store_engine, init_schema, normalise_url
+from cds_service.audit.schema import STATEMENT_TIMEOUT_SECONDS, create_store_engine, init_schema, normalise_url
 from cds_service.audit.sqlread import SqlAuditReader
 from cds_service.audit.sqlwrite import SqlAuditAppender
 
@@ -19,7 +19,7 @@ class SqlAuditStore(SqlAuditAppender, SqlAuditReader):
         self.url = normalise_url(url)
         engine = create_store_engine(self.url)
         SqlAuditAppender.__init__(self, engine)
-        SqlAuditReader.__init__(self, engine)
+        SqlAuditReader.__init__(self, engine, time_limit_seconds=STATEMENT_TIMEOUT_SECONDS)
 
     @property
     def backend(self) -> str:

@@ -1,7 +1,8 @@
-"""``mgcds audit init | verify | replay | list | show | export``: the audit log from the command line.
+"""``mgcds audit init | verify | replay | redrive | quarantine | list | show | export``: the audit log, by hand.
 
-``verify``, ``list``, ``show`` and ``export`` read through an AuditReader (a read-only connection, no spool): they
-cannot change the store and leave the spool as they found it. Only ``replay`` (and ``init``, the schema) write.
+``verify``, ``list``, ``show``, ``export`` and ``quarantine`` read through an AuditReader (a read-only connection,
+no spool): they cannot change the store and leave the spool as they found it (``verify`` only counts what waits).
+Only ``replay`` and ``redrive`` (and ``init``, the schema) write.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import IO, Any
 
 from cds_service.audit.export import iter_csv, iter_fhir_ndjson
 from cds_service.audit.model import CallFilter, StoredRecord
+from cds_service.audit.quarantine import Quarantine, quarantine_path
 from cds_service.audit.records import parse_moment
+from cds_service.audit.spool import Spool
 from cds_service.cli.common import SettingsSource, Subparsers
 from cds_service.config import Settings
 from cds_service.errors import AuditStoreError
@@ -24,6 +27,7 @@ from cds_service.factory import build_audit_reader, build_audit_writer, init_aud
 EXIT_OK = 0
 EXIT_BROKEN = 1  # verify found a broken link
 EXIT_STORE = 2  # the store could not be reached or is not initialised
+EXIT_QUARANTINED = 3  # the chain holds, but records the store refused wait in the quarantine: it is incomplete
 
 
 def _since(text: str) -> datetime:
@@ -54,6 +58,13 @@ def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
         _cmd_verify,
     )
     bind(commands.add_parser("replay", help="store the records waiting in the spool"), _cmd_replay)
+    bind(
+        commands.add_parser("redrive", help="hand the quarantined records to the store again (after fixing the cause)"),
+        _cmd_redrive,
+    )
+    quarantine = commands.add_parser("quarantine", help="list the records the store refused, with the reason")
+    quarantine.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    bind(quarantine, _cmd_quarantine)
 
     listing = commands.add_parser("list", help="list service calls with their cards and feedback")
     listing.add_argument("--patient", help="patient id")
@@ -97,7 +108,25 @@ def _cmd_verify(_args: argparse.Namespace, settings: Settings) -> int:
     finally:
         log.close()
     print(report.describe(), file=sys.stdout if report.ok else sys.stderr)
-    return EXIT_OK if report.ok else EXIT_BROKEN
+    if not report.ok:
+        return EXIT_BROKEN
+    # The chain holds what reached the store; say what has not (this instance's spool and quarantine).
+    spool_path = settings.resolved_spool_path
+    backlog = Spool(spool_path).backlog(exact=True) if spool_path.parent.exists() else None
+    if backlog is not None and backlog.records:
+        print(
+            f"note: {backlog.records} records wait in the spool {spool_path} (oldest from "
+            f"{backlog.oldest_occurred_at}); `mgcds audit replay` stores them now"
+        )
+    held = Quarantine(quarantine_path(spool_path)).count() if spool_path.parent.exists() else 0
+    if held:
+        print(
+            f"INCOMPLETE: {held} records the store refused are quarantined in {quarantine_path(spool_path)} and are "
+            "not in the chain; see `mgcds audit quarantine`, fix the cause, then `mgcds audit redrive`",
+            file=sys.stderr,
+        )
+        return EXIT_QUARANTINED
+    return EXIT_OK
 
 
 def _cmd_replay(_args: argparse.Namespace, settings: Settings) -> int:
@@ -111,6 +140,37 @@ def _cmd_replay(_args: argparse.Namespace, settings: Settings) -> int:
         log.close()
     print(f"replayed {stored} records")
     return EXIT_OK
+
+
+def _cmd_redrive(_args: argparse.Namespace, settings: Settings) -> int:
+    log = build_audit_writer(settings, asynchronous=False)
+    try:
+        stored, refused = log.redrive()
+    except AuditStoreError as exc:
+        print(f"audit redrive failed, records stay quarantined: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    finally:
+        log.close()
+    print(f"re-drove the quarantine: {stored} records stored, {refused} still refused")
+    return EXIT_OK if refused == 0 else EXIT_QUARANTINED
+
+
+def _cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    quarantine = Quarantine(quarantine_path(settings.resolved_spool_path))
+    held = list(quarantine.entries())
+    for item in held:
+        if args.json:
+            print(
+                json.dumps(
+                    {"quarantined_at": item.quarantined_at, "record_id": item.record_id, "reason": item.reason},
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            print(f"{item.quarantined_at:27}  {item.record_id or '(unreadable)':32}  {item.reason}")
+    if not args.json:
+        print(f"{len(held)} records quarantined in {quarantine.path}")
+    return EXIT_OK if not held else EXIT_QUARANTINED
 
 
 def call_summary(call: StoredRecord, feedback: list[StoredRecord]) -> dict[str, Any]:
@@ -135,9 +195,11 @@ def call_summary(call: StoredRecord, feedback: list[StoredRecord]) -> dict[str, 
                 "card_uuid": item.payload["card_uuid"],
                 "outcome": item.payload["outcome"],
                 "override_reason": item.payload.get("override_reason"),
+                "accepted_suggestions": item.payload.get("accepted_suggestions", []),
             }
             for item in feedback
         ],
+        "suppressed": p.get("suppressed", []),
     }
 
 
@@ -190,17 +252,22 @@ def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     if record is None:
         print(f"no audit record {args.record_id}", file=sys.stderr)
         return EXIT_BROKEN
-    shown = {
+    shown: dict[str, Any] = {
         "seq": record.seq,
         "record_id": record.record_id,
         "event_type": record.event_type,
+        # The link as read (by the card index, whichever record landed first), and the one sealed into the chain.
         "linked_record_id": record.linked_record_id,
+        "sealed_link": record.sealed_link,
         "payload_sha256": record.payload_sha256,
         "prev_hash": record.prev_hash,
         "entry_hash": record.entry_hash,
         "payload": record.payload,
-        "feedback": [item.payload for item in feedback],
+        "feedback": [{"record_id": item.record_id, **item.payload} for item in feedback],
     }
+    if record.event_type == "service-call":
+        # The cards this call did not show because of earlier feedback (clinical-rules.md 7.5), and why.
+        shown["suppressed"] = record.payload.get("suppressed", [])
     print(json.dumps(shown, indent=2, ensure_ascii=False))
     return EXIT_OK
 
@@ -210,7 +277,12 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
         if args.format == "fhir":
-            for line in iter_fhir_ndjson(log.iter_records()):
+
+            def patient_of(call_id: str) -> str | None:
+                call = log.get(call_id)
+                return call.payload.get("patient_id") if call is not None else None
+
+            for line in iter_fhir_ndjson(log.iter_records(), patient_of):
                 out.write(line + "\n")
         else:
             for chunk in iter_csv(log.iter_records()):

@@ -70,9 +70,11 @@ def _patient_ids_from_search(args: argparse.Namespace, settings: Settings, token
     try:
 
         def get_json(url: str) -> dict[str, Any]:
+            # Each page is a call of its own: one deadline and byte allowance, the URL vetted under the server.
+            call = client.for_call()
             if auth is not None:
-                return auth.call(lambda t: client.get_json(url, t))
-            return client.get_json(url, token)
+                return auth.call(lambda t: call.get_json(url, args.fhir_server, t)[0])
+            return call.get_json(url, args.fhir_server, token)[0]
 
         yield from search_patient_ids(get_json, args.fhir_server, args.patient_search or "", args.limit)
     finally:

@@ -95,6 +95,10 @@ class SmartFhirReader:
         """Run a call on the inner reader's pool."""
         return self._inner.submit(fn, *args)
 
+    def for_call(self) -> SmartFhirReader:
+        """A reader for one hook call (one deadline and byte allowance), still carrying the SMART token."""
+        return SmartFhirReader(self._inner.for_call(), self._auth)
+
     def close(self) -> None:
         """Close the inner reader."""
         self._inner.close()

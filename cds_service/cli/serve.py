@@ -1,12 +1,24 @@
-"""``mgcds serve``: the service under gunicorn (gthread workers), each worker building its own app."""
+"""``mgcds serve``: the service under gunicorn (gthread workers), each worker building its own app.
+
+Each worker closes its app when it exits (gunicorn's ``worker_exit`` hook): the audit writer makes a last attempt to
+store what waits and logs what is left in the spool (durable there, for the next process or ``mgcds audit replay``).
+gunicorn's control socket goes in the instance folder, one per port, so two services on one host never share the
+default ``~/.gunicorn/gunicorn.ctl`` (the second would take it over, and remove it when it stops).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 from cds_service.cli.common import SettingsSource, Subparsers
 from cds_service.config import Settings
+
+log = logging.getLogger("mgcds")
+UNIX_SOCKET_PATH_MAX = 104  # sun_path holds 108 bytes on Linux, 104 on the BSDs
 
 DEV_BANNER = """
 ################################################################################
@@ -37,6 +49,27 @@ def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
     serve.add_argument("--threads", type=int, help="threads per worker (MGCDS_THREADS)")
     serve.add_argument("--dev", action="store_true", help="development mode: no caller authentication (loud)")
     serve.set_defaults(func=lambda args: run(args, get_settings))
+
+
+def control_socket_path(settings: Settings) -> Path | None:
+    """Where gunicorn's control socket goes for these settings, or None when it is off (or cannot be bound)."""
+    if settings.control_socket.strip().lower() == "off":
+        return None
+    chosen = Path(settings.control_socket) if settings.control_socket.strip() else None
+    path = (chosen or settings.instance_path / f"gunicorn-{settings.port}.ctl").resolve()
+    if len(str(path).encode()) >= UNIX_SOCKET_PATH_MAX:
+        log.warning("gunicorn control socket path %s is too long for a Unix socket: control socket off", path)
+        return None
+    return path
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the worker as it exits: close the app (a last audit drain; it logs what is left)."""
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", None)
+    runtime = extensions.get("mgcds.runtime") if isinstance(extensions, dict) else None
+    if runtime is not None:
+        runtime.close()
 
 
 def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
@@ -73,6 +106,12 @@ def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)  # our own log lines carry what is allowed (no PHI in URLs or bodies)
+            self.cfg.set("worker_exit", worker_exit)
+            socket_path = control_socket_path(settings)
+            if socket_path is None:
+                self.cfg.set("control_socket_disable", True)
+            else:
+                self.cfg.set("control_socket", str(socket_path))
 
         def load(self) -> Flask:
             return create_app(settings)

@@ -11,6 +11,9 @@ HTTP 412"). Any other key that cannot be obtained is evaluated as unknown and na
 A second round follows the first: a MedicationRequest or MedicationStatement (of the lists, or a draft order) that
 points at a ``Medication/<id>`` nobody sent is read from ``fhirServer``, all such reads concurrently, so that
 extraction finds every Medication in ``ResolvedData.medications`` and does no I/O itself.
+
+Both rounds are one FHIR call (``FhirReader.for_call``): every read shares one deadline and one byte allowance, so
+a slow or hostile server holds the hook for at most that long, and the hook answers with what it has by then.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from cds_service.errors import FhirError, PrerequisiteFailed
 from cds_service.fhir.bundles import SearchResult, iter_bundle_resources, next_link
-from cds_service.fhir.references import belongs_to_patient, medication_key, medication_reference
+from cds_service.fhir.references import belongs_to_patient, is_fhir_id, medication_key, medication_reference
 from cds_service.interfaces import FhirReader
 from cds_service.vocabulary import DataOrigin, PrefetchKey
 
@@ -35,15 +38,15 @@ _USER_TOKENS = {
     "userPatientId": "Patient",
     "userRelatedPersonId": "RelatedPerson",
 }
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # a FHIR id (R4 "id" datatype)
 
 # The lists whose entries may reference a Medication (extraction reads medications from these keys only).
 MEDICATION_LIST_KEYS = (PrefetchKey.MEDICATION_STATEMENTS, PrefetchKey.MEDICATION_REQUESTS)
 MEDICATION_USE_TYPES = frozenset({"MedicationStatement", "MedicationRequest"})
 # Most Medications read per call: an active medication list rarely references more than a few dozen. Beyond this
-# the payload is hostile or broken, and the work per call must stay bounded (issue 6 item 4); the rest are
-# classified by their display text, as when a read fails.
-MAX_MEDICATION_READS = 200
+# the payload is hostile or broken, and the work per call must stay bounded (issue 16, B7: 2,000 references were
+# 2,000 reads with the EHR's token). The rest are treated as when a read fails: classified by the reference's display
+# text, and where there is none the medication cannot be read, which widens each drug component to [0, 1].
+MAX_MEDICATION_READS = 50
 
 
 class TemplateError(ValueError):
@@ -69,8 +72,9 @@ def render_template(template: str, context: Mapping[str, Any]) -> str:
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise TemplateError(f"prefetch token {{{{{token}}}}} has no primitive value in this context")
         text = str(value)
-        # The value lands in a URL: only a FHIR id may go there (no query injection through the context).
-        if not _SAFE_VALUE.match(text):
+        # The value lands in a URL: only a FHIR id may go there (no query injection through the context, and no
+        # dot segment: Patient/.. would read the FHIR base).
+        if not is_fhir_id(text):
             raise TemplateError(f"prefetch token {{{{{token}}}}}: value is not a valid FHIR id")
         return text
 
@@ -141,6 +145,7 @@ def resolve_prefetch(
     sent = prefetch or {}
     keys: dict[str, KeyData] = {}
     pending: dict[str, Future[Any]] = {}
+    call = client.for_call()  # one deadline and byte allowance for every read of this hook call
 
     for key, template in templates.items():
         value = sent.get(key, _MISSING) if key in sent else _MISSING
@@ -153,7 +158,7 @@ def resolve_prefetch(
                 continue
             more = next_link(value) if value.get("resourceType") == "Bundle" else None
             if more and fhir_server:
-                pending[key] = client.submit(client.continue_bundle, fhir_server, value, access_token)
+                pending[key] = call.submit(call.continue_bundle, fhir_server, value, access_token)
                 keys[key] = KeyData(key, DataOrigin.PREFETCH)
             else:
                 note = "prefetched Bundle has more pages but no fhirServer to read them" if more else None
@@ -170,9 +175,9 @@ def resolve_prefetch(
             continue
         keys[key] = KeyData(key, DataOrigin.FETCHED, note=reason)
         if key == PrefetchKey.PATIENT:
-            pending[key] = client.submit(client.read, fhir_server, query, access_token)
+            pending[key] = call.submit(call.read, fhir_server, query, access_token)
         else:
-            pending[key] = client.submit(client.search, fhir_server, query, access_token)
+            pending[key] = call.submit(call.search, fhir_server, query, access_token)
 
     for key, future in pending.items():
         data = keys[key]
@@ -200,7 +205,7 @@ def resolve_prefetch(
     if fhir_server:
         users = [*(r for key in MEDICATION_LIST_KEYS for r in resolved.resources(key)), *drafts]
         wanted = _missing_medications(users, resolved.medications, context.get("patientId"))
-        resolved.medications.update(_read_medications(wanted, client, fhir_server, access_token))
+        resolved.medications.update(_read_medications(wanted, call, fhir_server, access_token))
     return resolved
 
 

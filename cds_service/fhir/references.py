@@ -11,8 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 # A FHIR id (R4 "id" datatype): the only thing that may follow "Medication/" in a path we read.
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# Medication/<id>, optionally versioned, relative or at the end of an absolute URL (a FHIR "literal reference").
+_MEDICATION_REFERENCE = re.compile(
+    r"(?:https?://[^/?#]+(?:/[^/?#;]+)*/)?"  # the server's base, for an absolute reference
+    r"Medication/([^/?#]+)"
+    r"(?:/_history/[^/?#]+)?"
+)
 _MEDICATION = "Medication/"
+
+
+def is_fhir_id(value: str) -> bool:
+    """True for a FHIR id that is a name, not a path: the R4 "id" characters, and not only dots (``.``, ``..``)."""
+    return _FHIR_ID.fullmatch(value) is not None and set(value) != {"."}
 
 
 def reference_of(value: Any) -> str | None:
@@ -37,14 +48,15 @@ def belongs_to_patient(resource: Mapping[str, Any], aliases: set[str]) -> bool:
 def medication_key(reference: str) -> str | None:
     """``Medication/<id>`` for a reference to a Medication (relative, versioned or absolute), else None.
 
-    ``#id`` (a contained Medication) is not a key: it is resolved inside the resource that holds it. The id must be a
-    FHIR id, so that nothing but a Medication read can be made of it (no path or query injection).
+    ``#id`` (a contained Medication) is not a key: it is resolved inside the resource that holds it. The whole
+    reference must have the shape of a literal reference and the id must be a FHIR id that is not a dot segment, so
+    that nothing but a Medication read can be made of it (``Medication/..`` would read the FHIR base,
+    ``Medication/../../admin/x`` another path; no query, matrix parameter or escape gets through either).
     """
-    path = reference.split("/_history", 1)[0]
-    if _MEDICATION not in path:
+    match = _MEDICATION_REFERENCE.fullmatch(reference)
+    if match is None or not is_fhir_id(match.group(1)):
         return None
-    medication_id = path.rsplit(_MEDICATION, 1)[1]
-    return _MEDICATION + medication_id if _FHIR_ID.match(medication_id) else None
+    return _MEDICATION + match.group(1)
 
 
 def medication_reference(resource: Mapping[str, Any]) -> str | None:

@@ -15,6 +15,9 @@ HL7 SMART App Launch 2.x, "Backend Services" with ``client-confidential-asymmetr
 Failures are the project's typed exceptions: :class:`ConfigurationError` for a key or setting that can never work,
 :class:`FhirUnreachable`, :class:`FhirAuthError`, :class:`FhirServerError` and :class:`FhirBadResponse` for the
 servers' answers. No message ever holds a token, an assertion or key material.
+
+This module is one coherent thing, the token client (discovery, token requests, the cache and the 401 retry, each
+needing the others' checks), and so a little over the project's ~450 lines; the key half is :mod:`smart_keys`.
 """
 
 from __future__ import annotations
@@ -24,18 +27,13 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import jwt
 import requests
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cds_service.errors import (
     ConfigurationError,
@@ -45,10 +43,10 @@ from cds_service.errors import (
     FhirServerError,
     FhirUnreachable,
 )
+from cds_service.fhir.smart_keys import build_client_assertion, load_signing_key
 
 T = TypeVar("T")
 
-ALGORITHMS = ("RS384", "ES384")  # the two SMART Backend Services names; servers SHALL support both
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 AUTH_METHOD = "private_key_jwt"
 GRANT_TYPE = "client_credentials"
@@ -68,8 +66,6 @@ DEFAULT_SCOPE = " ".join(
 )
 # SMART: exp "no more than five minutes in the future". Four minutes leave room for a clock that runs ahead of
 # the authorization server's.
-ASSERTION_LIFETIME_SECONDS = 240
-MIN_RSA_BITS = 2048
 # A discovery document or token response bigger than this is not one: refuse rather than hold it in memory.
 MAX_BODY_BYTES = 256 * 1024
 MAX_TOKEN_CHARS = 16 * 1024
@@ -99,15 +95,6 @@ class SmartSettings:
 
 
 @dataclass(frozen=True)
-class SigningKey:
-    """A loaded private key with the ``alg`` and ``kid`` it signs client assertions with."""
-
-    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(repr=False)
-    algorithm: str
-    key_id: str
-
-
-@dataclass(frozen=True)
 class AccessToken:
     """An access token and when to stop using it (epoch seconds); ``value`` never appears in a repr."""
 
@@ -126,82 +113,6 @@ class SmartConfiguration:
     signing_algorithms: tuple[str, ...] | None = None
     grant_types: tuple[str, ...] | None = None
     scopes: tuple[str, ...] | None = None
-
-
-# -- keys ---------------------------------------------------------------------------------------------------------
-
-
-def _algorithm_for(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return "RS384"
-    return "ES384"
-
-
-def load_signing_key(path: Path | str, key_id: str, algorithm: str | None = None) -> SigningKey:
-    """Load an unencrypted PEM private key (RSA >= 2048 bits or EC P-384) and check it fits ``algorithm``."""
-    path = Path(path)
-    if not key_id:
-        raise ConfigurationError("SMART key id (kid) is empty: give the kid of the key registered with the EHR")
-    if algorithm is not None and algorithm not in ALGORITHMS:
-        raise ConfigurationError(f"SMART algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"SMART private key {path} cannot be read ({exc.strerror or 'error'})") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise ConfigurationError(
-            f"SMART private key {path} is encrypted; give an unencrypted PEM readable only by this user"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        # The parser's own text is not passed on: it could quote the file.
-        raise ConfigurationError(f"SMART private key {path} is not a PEM private key") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ConfigurationError(f"SMART private key {path} must be an RSA or EC P-384 key")
-    wanted = algorithm or _algorithm_for(key)
-    if wanted == "RS384":
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ConfigurationError(f"SMART private key {path} is not an RSA key, which RS384 needs")
-        if key.key_size < MIN_RSA_BITS:
-            raise ConfigurationError(
-                f"SMART private key {path} has {key.key_size} bits; RS384 needs at least {MIN_RSA_BITS}"
-            )
-    else:
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ConfigurationError(f"SMART private key {path} is not an EC key, which ES384 needs")
-        if not isinstance(key.curve, ec.SECP384R1):
-            raise ConfigurationError(f"SMART private key {path} is on {key.curve.name}; ES384 needs P-384 (secp384r1)")
-    return SigningKey(private_key=key, algorithm=wanted, key_id=key_id)
-
-
-def public_jwks(key: SigningKey) -> dict[str, Any]:
-    """The JWK Set to register with the EHR (or publish at the JKU): the public half only, with kid and alg."""
-    algorithm = jwt.get_algorithm_by_name(key.algorithm)
-    jwk: dict[str, Any] = json.loads(algorithm.to_jwk(key.private_key.public_key()))
-    # "use" and not "key_ops": RFC 7517 section 4.3 says the two should not be used together.
-    jwk.update(kid=key.key_id, alg=key.algorithm, use="sig")
-    return {"keys": [jwk]}
-
-
-def build_client_assertion(
-    key: SigningKey, client_id: str, token_endpoint: str, now: float, jku: str | None = None
-) -> str:
-    """The signed client assertion JWT for one token request (SMART Backend Services, RFC 7523)."""
-    issued = int(now)
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": token_endpoint,
-        # No iat or nbf: SMART does not ask for them, and a clock running ahead would make them fail.
-        "exp": issued + ASSERTION_LIFETIME_SECONDS,
-        # A fresh jti each time: the authorization server refuses a replayed one.
-        "jti": str(uuid.uuid4()),
-    }
-    headers: dict[str, Any] = {"kid": key.key_id, "typ": "JWT"}
-    if jku:
-        headers["jku"] = jku
-    return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers=headers)
 
 
 # -- URLs and HTTP ------------------------------------------------------------------------------------------------

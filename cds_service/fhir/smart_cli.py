@@ -20,14 +20,8 @@ from pathlib import Path
 import requests
 
 from cds_service.errors import ConfigurationError, MgCDSError
-from cds_service.fhir.smart import (
-    ALGORITHMS,
-    DEFAULT_SCOPE,
-    SmartBackendAuth,
-    SmartSettings,
-    load_signing_key,
-    public_jwks,
-)
+from cds_service.fhir.smart import DEFAULT_SCOPE, SmartBackendAuth, SmartSettings
+from cds_service.fhir.smart_keys import ALGORITHMS, load_signing_key, public_jwks
 
 _FLAGS = {
     "smart_client_id": "--smart-client-id",

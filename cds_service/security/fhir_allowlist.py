@@ -1,10 +1,11 @@
-"""The fhirServer allowlist: we only send the EHR's bearer token to FHIR servers that caller may name (SSRF).
+"""The fhirServer allowlist and the egress rules: the EHR's bearer token only goes to servers that caller may name.
 
-A CDS Hooks request names ``fhirServer`` and hands us an access token for it. Without this check, anyone
+A CDS Hooks request names ``fhirServer`` and hands us an access token for it. Without these checks, anyone
 able to call the service could make it fetch any URL from inside the hospital network (cloud metadata at
 169.254.169.254, admin ports on loopback, internal hosts) or send a real token to a server they own. Rules:
 
-- an absolute https URL (http only in dev mode), without credentials, query, fragment or dot segments;
+- an absolute https URL (http only in dev mode), without credentials, query, fragment, path parameters, dot
+  segments or encoded separators (the grammar of ``cds_service.security.urls``);
 - with a registry: it must sit under a server allowlisted for the calling issuer (same scheme, host and port,
   and the allowlisted path followed by ``/`` or the end: ``/fhir`` admits ``/fhir/r4`` but not ``/fhir2``);
 - every address the host resolves to must be public. Link-local (cloud metadata), multicast, unspecified and
@@ -12,8 +13,11 @@ able to call the service could make it fetch any URL from inside the hospital ne
   ``allow_private_network`` (or named by its IP literal), and loopback in dev mode without a registry;
 - without a registry, only dev mode allows anything (the service then has no caller identity to scope by).
 
-``check`` never contacts the server (only the resolver, for the host's addresses). The FHIR client must not
-follow redirects itself: it calls :meth:`FhirServerPolicy.check_redirect` and then ``check`` on the new URL.
+``check`` runs once per hook call, before anything is fetched, and never contacts the server (only the resolver).
+After it, the FHIR client asks :meth:`FhirServerPolicy.egress_target` about every URL it is about to request (the
+first one, each redirect hop, each ``next`` link, each reference read): the URL must pass the same grammar and lie
+under the vetted ``fhirServer``; and :meth:`FhirServerPolicy.vetted_addresses` gives the addresses it may connect to
+(the client pins its connection to them, so the name is not resolved a second time).
 """
 
 from __future__ import annotations
@@ -21,65 +25,24 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 from cds_service.errors import FhirServerNotAllowed, FhirUnreachable
 from cds_service.security.identity import CallerIdentity
 from cds_service.security.issuers import IssuerRegistry
+from cds_service.security.urls import MAX_BASE_URL_CHARS, NormalisedUrl, egress_url, normalise_url
 
-MAX_URL_CHARS = 2048
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_URL_CHARS = MAX_BASE_URL_CHARS
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+__all__ = ["FhirServerPolicy", "NormalisedUrl", "classify_address", "normalise_url", "resolve_host"]
 
 
 def resolve_host(host: str) -> Sequence[str]:
     """Every address ``host`` resolves to (the system resolver; no connection to the host itself)."""
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return sorted({str(info[4][0]) for info in infos})
-
-
-@dataclass(frozen=True)
-class NormalisedUrl:
-    """A URL reduced to what decides where a request goes: scheme, host, explicit port, clean path."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str  # no trailing slash; "" for the root
-
-    def is_under(self, base: NormalisedUrl) -> bool:
-        """True when this URL is the base or below it at a path-segment boundary."""
-        if (self.scheme, self.host, self.port) != (base.scheme, base.host, base.port):
-            return False
-        return self.path == base.path or self.path.startswith(base.path + "/")
-
-
-def normalise_url(url: str) -> NormalisedUrl:
-    """Parse and normalise a FHIR base URL; ValueError says what is wrong with it."""
-    if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS:
-        raise ValueError("not a URL string of reasonable length")
-    if any(ch.isspace() or ord(ch) < 0x20 or ch == "\\" for ch in url):
-        raise ValueError("whitespace, control characters or backslashes in the URL")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise ValueError(f"scheme {scheme or '(none)'!r} is not http(s)")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("credentials in the URL")
-    if parts.query or parts.fragment:
-        raise ValueError("a FHIR base URL has no query or fragment")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise ValueError("no host")
-    try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
-    except ValueError as exc:
-        raise ValueError("invalid port") from exc
-    segments = unquote(parts.path).split("/")
-    if any(segment in {".", ".."} for segment in segments) or "%2f" in parts.path.lower():
-        raise ValueError("dot segments or encoded slashes in the path")
-    return NormalisedUrl(scheme=scheme, host=host.lower(), port=port, path=parts.path.rstrip("/"))
+    # In the resolver's order (RFC 6724 preference), each once: the client connects to them in this order.
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _ip_literal(host: str) -> IpAddress | None:
@@ -131,6 +94,12 @@ class FhirServerPolicy:
         self._registry = registry
         self._dev = dev
         self._resolver = resolver
+        self._private_origins = registry.private_network_origins() if registry is not None else frozenset()
+        self._bases = (
+            tuple(normalise_url(url) for config in registry.configs() for url in config.fhir_servers)
+            if registry is not None
+            else ()
+        )
 
     def check(self, fhir_server: str, caller: CallerIdentity | None) -> None:
         """Raise :class:`FhirServerNotAllowed` unless ``fhir_server`` may be fetched for ``caller``."""
@@ -146,12 +115,40 @@ class FhirServerPolicy:
     def check_redirect(self, from_url: str, to_url: str) -> None:
         """Raise :class:`FhirServerNotAllowed` when a redirect leaves the original scheme, host or port."""
         try:
-            origin = normalise_url(from_url.split("?", 1)[0].split("#", 1)[0])
-            target = normalise_url(urljoin(from_url, to_url).split("?", 1)[0].split("#", 1)[0])
+            origin = normalise_url(from_url, max_chars=8192, allow_query=True)
+            target = normalise_url(urljoin(from_url, to_url), max_chars=8192, allow_query=True)
         except ValueError as exc:
             raise FhirServerNotAllowed(f"redirect rejected: {exc}", field="fhirServer") from exc
-        if (origin.scheme, origin.host, origin.port) != (target.scheme, target.host, target.port):
+        if origin.origin != target.origin:
             raise FhirServerNotAllowed("redirect to another server rejected", field="fhirServer")
+
+    def egress_target(self, url: str, base_url: str) -> NormalisedUrl:
+        """``url`` normalised, when the client may request it for the vetted ``base_url``; else FhirServerNotAllowed.
+
+        The base was checked for the caller by :meth:`check`; this keeps every later URL of the call under it (and,
+        with a registry, under an allowlisted server whatever happened before: defence in depth).
+        """
+        try:
+            base = normalise_url(base_url)
+            target = egress_url(url, base)
+        except ValueError as exc:
+            raise FhirServerNotAllowed(f"FHIR URL refused: {exc}", field="fhirServer") from exc
+        if target.scheme != "https" and not self._dev:
+            raise FhirServerNotAllowed("FHIR URL refused: https is required", field="fhirServer")
+        if self._registry is not None and not any(base.is_under(allowed) for allowed in self._bases):
+            raise FhirServerNotAllowed("FHIR URL refused: the base is not allowlisted", field="fhirServer")
+        if self._registry is None and not self._dev:
+            raise FhirServerNotAllowed("FHIR URL refused: no trusted issuer registry", field="fhirServer")
+        return target
+
+    def vetted_addresses(self, target: NormalisedUrl) -> tuple[str, ...]:
+        """The addresses ``target``'s host may be reached at (every one it resolves to, each checked)."""
+        return self._check_addresses(target, private_ok=self._private_ok(target))
+
+    def _private_ok(self, target: NormalisedUrl) -> bool:
+        return target.origin in self._private_origins or (
+            _ip_literal(target.host) is not None and any(target.is_under(base) for base in self._bases)
+        )
 
     def _allowlist_decision(self, target: NormalisedUrl, caller: CallerIdentity | None) -> bool:
         """Check the allowlist; return whether loopback/private addresses are acceptable for this target."""
@@ -166,12 +163,12 @@ class FhirServerPolicy:
         if config is None:
             raise FhirServerNotAllowed("fhirServer rejected: caller's issuer is not trusted", field="fhirServer")
         for allowed in config.fhir_servers:
-            base = normalise_url(allowed)
-            if target.is_under(base):
-                return allowed in config.private_network_fhir_servers or _ip_literal(base.host) is not None
+            if target.is_under(normalise_url(allowed)):
+                # The registry guarantees one flag per origin, so this equals what vetted_addresses decides.
+                return self._private_ok(target)
         raise FhirServerNotAllowed("fhirServer is not allowlisted for this caller", field="fhirServer")
 
-    def _check_addresses(self, target: NormalisedUrl, *, private_ok: bool) -> None:
+    def _check_addresses(self, target: NormalisedUrl, *, private_ok: bool) -> tuple[str, ...]:
         literal = _ip_literal(target.host)
         if literal is not None:
             addresses: list[IpAddress] = [literal]
@@ -195,3 +192,4 @@ class FhirServerPolicy:
             if kind is None or (kind in _LIFTABLE and private_ok) or (kind == "loopback" and dev_without_registry):
                 continue
             raise FhirServerNotAllowed(f"fhirServer rejected: resolves to a {kind} address", field="fhirServer")
+        return tuple(str(address) for address in addresses)

@@ -7,10 +7,13 @@ Clients": services SHOULD keep an allowlist of ``iss`` and ``jku`` URLs)::
         "jwks_url": "https://ehr.example.org/.well-known/jwks.json",     # or "jwks_file": "keys/ehr.json"
         "jku_allowlist": ["https://ehr.example.org/jwks"],
         "tenants": ["2ddd6c3a-8e9a-44c6-a305-52111ad302a2"],
+        "subjects": ["mgcds-client-id"],
         "fhir_servers": ["https://ehr.example.org/fhir",
                          {"url": "https://fhir.hospital.internal/r4", "allow_private_network": true}]}}
 
 It is validated once at start-up; every mistake is a :class:`ConfigurationError` naming the issuer and field.
+``allow_private_network`` describes a server, not a caller: every issuer naming the same scheme, host and port must
+agree on it, so that each outbound request can be vetted from its URL alone (``FhirServerPolicy.vetted_addresses``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cds_service.errors import ConfigurationError
+from cds_service.security.urls import normalise_url
 
-_ISSUER_FIELDS = frozenset({"jwks_url", "jwks_file", "jku_allowlist", "tenants", "fhir_servers"})
+_ISSUER_FIELDS = frozenset({"jwks_url", "jwks_file", "jku_allowlist", "tenants", "subjects", "fhir_servers"})
 _SERVER_FIELDS = frozenset({"url", "allow_private_network"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
@@ -40,6 +44,9 @@ class IssuerConfig:
     jku_allowlist: tuple[str, ...]
     tenants: tuple[str, ...]
     fhir_servers: tuple[str, ...]
+    # When non-empty, the token's ``sub`` (the EHR's client id) must be one of these (CDS Hooks lets services
+    # allowlist it); empty: ``sub`` is not checked.
+    subjects: tuple[str, ...] = ()
     # The subset of fhir_servers the operator explicitly allows to resolve to loopback/private addresses
     # (an internal hospital FHIR server); every other server must resolve to public addresses only.
     private_network_fhir_servers: tuple[str, ...] = ()
@@ -90,6 +97,11 @@ def _fhir_server_url(issuer: str, value: Any) -> str:
         raise _fail(issuer, "fhir_servers", f"{value!r} is not an absolute http(s) URL")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise _fail(issuer, "fhir_servers", f"{value!r}: a base URL has no credentials, query or fragment")
+    try:
+        normalise_url(value)
+    except ValueError as exc:
+        # The same grammar every outbound URL must pass: a base it refuses could never be read.
+        raise _fail(issuer, "fhir_servers", f"{value!r}: {exc}") from exc
     return value
 
 
@@ -158,6 +170,7 @@ def _issuer_config(issuer: Any, entry: Any, base_dir: Path | None) -> IssuerConf
         jwks_file=jwks_file,
         jku_allowlist=jku_allowlist,
         tenants=_string_list(issuer, "tenants", entry.get("tenants")),
+        subjects=_string_list(issuer, "subjects", entry.get("subjects")),
         fhir_servers=fhir_servers,
         private_network_fhir_servers=private_ok,
     )
@@ -191,7 +204,30 @@ class IssuerRegistry:
             raise ConfigurationError("trusted issuers: the registry must be a JSON object keyed by issuer")
         if not data:
             raise ConfigurationError("trusted issuers: the registry is empty (no EHR could call the service)")
-        return cls({issuer: _issuer_config(issuer, entry, base_dir) for issuer, entry in data.items()})
+        registry = cls({issuer: _issuer_config(issuer, entry, base_dir) for issuer, entry in data.items()})
+        registry.private_network_origins()  # refuses disagreeing allow_private_network flags at start-up
+        return registry
+
+    def configs(self) -> tuple[IssuerConfig, ...]:
+        """Every trusted issuer's entry."""
+        return tuple(self._issuers.values())
+
+    def private_network_origins(self) -> frozenset[tuple[str, str, int]]:
+        """(scheme, host, port) of the FHIR servers marked ``allow_private_network``; ConfigurationError when two
+        entries for one origin disagree (the flag says where a server lives, which does not depend on the caller)."""
+        flags: dict[tuple[str, str, int], tuple[bool, str]] = {}
+        for config in self._issuers.values():
+            for server in config.fhir_servers:
+                origin = normalise_url(server).origin
+                flag = server in config.private_network_fhir_servers
+                seen = flags.setdefault(origin, (flag, config.issuer))
+                if seen[0] != flag:
+                    raise ConfigurationError(
+                        f"trusted issuers: {origin[0]}://{origin[1]}:{origin[2]} is allowlisted with "
+                        f"allow_private_network {seen[0]} by issuer {seen[1]!r} and {flag} by issuer "
+                        f"{config.issuer!r}: give every entry of one server the same value"
+                    )
+        return frozenset(origin for origin, (flag, _) in flags.items() if flag)
 
     def get(self, issuer: str) -> IssuerConfig | None:
         """The issuer's entry, or None when it is not trusted (exact string match, no normalisation)."""

@@ -1,8 +1,12 @@
 """Issuers' keys: JWK Sets fetched from a URL or read from a file, parsed and cached (the real KeySource).
 
 A set is fetched when first needed and kept for ``ttl_seconds``; a token naming a ``kid`` the cached set lacks
-triggers one refresh, at most once per ``min_refresh_interval_seconds`` per location (key rotation without letting
-forged kids make us fetch on every call). Fetching never follows redirects and reads at most MAX_JWKS_BYTES.
+triggers one refresh. Whatever the outcome, a location is fetched at most once per interval: after a success, no
+refresh for ``min_refresh_interval_seconds`` (key rotation without letting forged kids make us fetch on every call);
+after a failure, the failure itself is cached and the next attempt waits a backoff that doubles up to that interval
+(tokens naming an issuer whose JWKS answers 500 once made one fetch each). Each location has its own lock, held
+while it is fetched, so a slow issuer delays only its own callers. Fetching never follows redirects, reads at most
+MAX_JWKS_BYTES, and gives up after its timeout in total, not per read (a server dribbling bytes cannot hold it).
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cachetools
 import jwt
 import requests
+import urllib3
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.exceptions import PyJWKError
 
@@ -49,6 +54,21 @@ def parse_jwks(document: Any) -> dict[str, VerificationKey]:
     return keys
 
 
+FIRST_FAILURE_BACKOFF_SECONDS = 2.0
+
+
+@dataclass
+class _Location:
+    """What is known about one key location: its keys (or last failure) and when it was last fetched."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    keys: dict[str, VerificationKey] | None = None
+    fetched_at: float = 0.0  # when ``keys`` arrived
+    attempted_at: float | None = None  # the last fetch, whatever its outcome
+    failures: int = 0  # consecutive failed fetches
+    error: str = ""
+
+
 class JwksSource:
     """Fetches and caches JWK Sets (URL or file); refreshes on an unknown kid at most once per interval."""
 
@@ -59,28 +79,68 @@ class JwksSource:
         timeout_seconds: float = 5.0,
         ttl_seconds: float = 300.0,
         min_refresh_interval_seconds: float = 60.0,
-        max_locations: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session or requests.Session()
         self._timeout = timeout_seconds
+        self._ttl = ttl_seconds
         self._min_refresh = min_refresh_interval_seconds
         self._clock = clock
-        self._cache: cachetools.TTLCache[KeyLocation, dict[str, VerificationKey]] = cachetools.TTLCache(
-            maxsize=max_locations, ttl=ttl_seconds, timer=clock
-        )
-        self._last_fetch: dict[KeyLocation, float] = {}
-        self._lock = threading.Lock()
+        self._locations: dict[KeyLocation, _Location] = {}
+        self._locations_lock = threading.Lock()  # guards the dict only, never held across I/O
         self.fetch_count = 0
+
+    def _location(self, location: KeyLocation) -> _Location:
+        # Locations come from the registry and its jku allowlists: the dict is as bounded as the configuration.
+        with self._locations_lock:
+            return self._locations.setdefault(location, _Location())
+
+    def _may_fetch(self, state: _Location, now: float) -> bool:
+        """Whether the interval since the last attempt allows another: the refresh interval after a success, a
+        backoff doubling from FIRST_FAILURE_BACKOFF_SECONDS up to it after failures."""
+        if state.attempted_at is None:
+            return True
+        wait = self._min_refresh
+        if state.failures:
+            wait = min(self._min_refresh, FIRST_FAILURE_BACKOFF_SECONDS * 2 ** (state.failures - 1))
+        return now - state.attempted_at >= wait
+
+    def find_key(self, location: KeyLocation, kid: str) -> VerificationKey | None:
+        """The key with this kid: fetch the set if not cached, refresh once (rate-limited) on unknown kid."""
+        # Fail closed: when keys cannot be fetched, KeysUnavailable propagates and the caller is rejected.
+        state = self._location(location)
+        with state.lock:  # only callers of this location wait here, also while it is fetched
+            now = self._clock()
+            may_fetch = self._may_fetch(state, now)
+            # Keys stay usable for their TTL, and past it until the next fetch is allowed.
+            usable = state.keys is not None and (now - state.fetched_at < self._ttl or not may_fetch)
+            if usable and state.keys is not None and kid in state.keys:
+                return state.keys[kid]
+            if not may_fetch:
+                if usable:
+                    return None  # an unknown kid, and the set was fetched too recently to refresh it
+                raise KeysUnavailable(state.error or "no usable JWK Set, and the next fetch is not due yet")
+            state.attempted_at = now
+            try:
+                keys = self._load(location)
+            except KeysUnavailable as exc:
+                state.failures += 1
+                state.error = str(exc)
+                if state.keys is not None and now - state.fetched_at < self._ttl:
+                    return None  # the set we hold is still within its TTL and does not have this kid
+                state.keys = None
+                raise
+            state.keys, state.fetched_at, state.failures, state.error = keys, now, 0, ""
+            return keys.get(kid)
 
     def _load(self, location: KeyLocation) -> dict[str, VerificationKey]:
         self.fetch_count += 1
-        self._last_fetch[location] = self._clock()
         if isinstance(location, Path):
             try:
                 return parse_jwks(json.loads(location.read_text(encoding="utf-8")))
             except (OSError, ValueError) as exc:
                 raise KeysUnavailable(f"cannot read JWKS file: {exc}") from exc
+        deadline = time.monotonic() + self._timeout
         try:
             # No redirects: an allowlisted JWKS URL must not bounce us to a host nobody allowlisted.
             response = self._session.get(
@@ -94,34 +154,24 @@ class JwksSource:
                 if response.status_code != 200:
                     raise KeysUnavailable(f"JWKS URL answered HTTP {response.status_code}")
                 body = bytearray()
-                for chunk in response.iter_content(chunk_size=16 * 1024):
+                while len(body) <= MAX_JWKS_BYTES:
+                    # read1: at most one read from the socket per call, so the deadline is checked between reads.
+                    chunk = response.raw.read1(16 * 1024)
+                    if not chunk:
+                        break
                     body.extend(chunk)
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise KeysUnavailable("JWKS document too large")
+                    if time.monotonic() > deadline:
+                        raise KeysUnavailable("JWKS URL too slow (timeout)")
+                if len(body) > MAX_JWKS_BYTES:
+                    raise KeysUnavailable("JWKS document too large")
         except requests.RequestException as exc:
+            raise KeysUnavailable(f"JWKS URL unreachable: {type(exc).__name__}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # read1 is urllib3's: requests does not wrap it
             raise KeysUnavailable(f"JWKS URL unreachable: {type(exc).__name__}") from exc
         try:
             return parse_jwks(json.loads(body))
         except ValueError as exc:
             raise KeysUnavailable("JWKS document is not JSON") from exc
-
-    def find_key(self, location: KeyLocation, kid: str) -> VerificationKey | None:
-        """The key with this kid: fetch the set if not cached, refresh once (rate-limited) on unknown kid."""
-        # Fail closed: when keys cannot be fetched, KeysUnavailable propagates and the caller is rejected.
-        with self._lock:
-            keys = self._cache.get(location)
-            if keys is None:
-                keys = self._load(location)
-                self._cache[location] = keys
-                return keys.get(kid)
-            if kid in keys:
-                return keys[kid]
-            last = self._last_fetch.get(location)
-            if last is not None and self._clock() - last < self._min_refresh:
-                return None
-            keys = self._load(location)
-            self._cache[location] = keys
-            return keys.get(kid)
 
 
 class StaticKeySource:

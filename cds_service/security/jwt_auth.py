@@ -11,8 +11,9 @@ never the token):
 4. key source: ``jku`` only when it is in that issuer's ``jku_allowlist`` (otherwise rejected without
    fetching), else the issuer's configured JWKS URL or file; unknown ``kid``: one rate-limited refresh;
 5. signature with the key of that ``kid`` (key type and curve must fit ``alg``);
-6. ``aud`` (string or array) holds exactly the called endpoint URL; ``exp``/``iat``/``nbf`` with clock skew;
-7. ``tenant`` listed for the issuer when the issuer lists tenants;
+6. ``aud`` (string or array) holds exactly the called endpoint URL; ``exp``/``iat``/``nbf`` finite numbers, with
+   clock skew; ``exp`` at most ``max_lifetime_seconds`` after ``iat`` (the spec's tokens live minutes);
+7. ``tenant`` listed for the issuer when the issuer lists tenants; ``sub`` listed when the issuer lists subjects;
 8. ``jti`` not seen before within the token's lifetime (replay cache), recorded last so that only fully valid
    tokens consume a ``jti``.
 """
@@ -20,6 +21,7 @@ never the token):
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -44,15 +46,23 @@ DEFAULT_ALGORITHMS = ("ES384", "RS384")
 _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1"}
 MIN_RSA_BITS = 2048
 MAX_TOKEN_CHARS = 16 * 1024
+DEFAULT_MAX_LIFETIME_SECONDS = 300
 
 __all__ = ["GENERIC_MESSAGE", "CallerIdentity", "InvalidCallerToken", "JwtVerifier"]
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    """A NumericDate claim as a finite float, else None (absent, not a number, NaN, infinite or beyond a float)."""
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    # JSON parsers accept NaN and Infinity, and integers of any size: "exp": NaN passed every comparison and was
+    # never recorded as used, and 10**400 raised OverflowError (a 500).
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class JwtVerifier:
@@ -66,6 +76,7 @@ class JwtVerifier:
         jwks: KeySource,
         replay_cache: ReplayCache,
         clock_skew_seconds: int = 60,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         not_allowed = [alg for alg in algorithms if alg not in SUPPORTED_ALGORITHMS]
@@ -76,11 +87,14 @@ class JwtVerifier:
             )
         if clock_skew_seconds < 0:
             raise ConfigurationError("JWT clock skew must not be negative")
+        if max_lifetime_seconds <= 0:
+            raise ConfigurationError("JWT maximum lifetime must be above zero")
         self._registry = registry
         self._algorithms = frozenset(algorithms)
         self._jwks = jwks
         self._replay = replay_cache
         self._skew = clock_skew_seconds
+        self._max_lifetime = max_lifetime_seconds
         self._clock = clock
 
     def verify(self, authorization_header: str | None, audience: str) -> CallerIdentity:
@@ -145,15 +159,15 @@ class JwtVerifier:
         self._check_audience(claims, audience, issuer)
         expires_at = self._check_times(claims, issuer)
         tenant = self._check_tenant(claims, config)
+        subject = self._check_subject(claims, config)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
             raise InvalidCallerToken("missing or invalid jti", issuer=issuer)
         if self._replay.seen(issuer, jti, expires_at + self._skew):
             raise InvalidCallerToken("replayed jti", issuer=issuer)
-        subject = claims.get("sub")
         return CallerIdentity(
             issuer=issuer,
-            subject=subject if isinstance(subject, str) else None,
+            subject=subject,
             tenant=tenant,
             jti=jti,
             key_id=kid,
@@ -216,6 +230,11 @@ class JwtVerifier:
         iat = _number(claims, "iat")
         if exp is None or iat is None:
             raise InvalidCallerToken("missing or invalid exp/iat", issuer=issuer)
+        if exp <= iat:
+            raise InvalidCallerToken("exp is not after iat", issuer=issuer)
+        if exp - iat > self._max_lifetime:
+            # A token that outlives minutes is one a thief can use for as long: the spec's tokens live five.
+            raise InvalidCallerToken("lifetime (exp - iat) longer than allowed", issuer=issuer)
         if now > exp + self._skew:
             raise InvalidCallerToken("expired", issuer=issuer)
         if iat > now + self._skew:
@@ -233,3 +252,13 @@ class JwtVerifier:
         if config.tenants and tenant not in config.tenants:
             raise InvalidCallerToken("tenant not listed for issuer", issuer=config.issuer)
         return tenant
+
+    @staticmethod
+    def _check_subject(claims: Mapping[str, Any], config: IssuerConfig) -> str | None:
+        subject = claims.get("sub")
+        if subject is not None and not isinstance(subject, str):
+            raise InvalidCallerToken("sub is not a string", issuer=config.issuer)
+        if config.subjects and subject not in config.subjects:
+            # CDS Hooks: sub is the EHR's client id, which services may allowlist per issuer.
+            raise InvalidCallerToken("sub not listed for issuer", issuer=config.issuer)
+        return subject

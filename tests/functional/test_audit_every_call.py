@@ -155,16 +155,17 @@ class BrokenWriter(InMemoryAuditLog):
     def record_call(self, record: CallRecord) -> str:
         raise RuntimeError("writer bug")
 
-    def record_feedback(self, record: FeedbackRecord) -> str:
+    def record_feedback_items(self, records: Sequence[FeedbackRecord]) -> list[str]:
         raise RuntimeError("writer bug")
 
     def record_feedback_call(self, record: FeedbackCallRecord) -> str:
         raise RuntimeError("writer bug")
 
 
-def test_a_failing_audit_writer_never_turns_an_answer_into_a_500(
+def test_a_failing_audit_writer_turns_every_answer_into_a_503_never_a_200_or_a_500(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Issue 19: an answer whose record cannot be written is not given (fail closed); never a 500 either.
     broken = BrokenWriter()
     app = create_app(
         Settings(dev=True, instance_path=tmp_path / "instance"),
@@ -174,18 +175,20 @@ def test_a_failing_audit_writer_never_turns_an_answer_into_a_500(
     )
     client = app.test_client()
     with caplog.at_level(logging.CRITICAL, logger="mgcds.audit"):
-        cards = client.post(PV, json=load_example("patient-view-request.json"))
-        assert cards.status_code == 200
+        refused = client.post(PV, json=load_example("patient-view-request.json"))
         item = {
-            "card": cards.get_json()["cards"][0]["uuid"],
+            "card": "4e0a3a1e-3283-4575-ab82-028d55fe2719",
             "outcome": "overridden",
             "outcomeTimestamp": "2026-11-21T12:05:00Z",
         }
-        assert client.post(PV + "/feedback", json={"feedback": [item]}).status_code == 200
-        assert client.post(PV + "/feedback", data=b"{", content_type="application/json").status_code == 400
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL] == [
-        "audit record of a hook call could not be written",
-        "audit record of a feedback item could not be written",
-        "audit record of a feedback call could not be written",
-    ]
+        feedback = client.post(PV + "/feedback", json={"feedback": [item]})
+        malformed = client.post(PV + "/feedback", data=b"{", content_type="application/json")
+    for response in (refused, feedback, malformed):
+        assert response.status_code == 503
+        assert response.get_json()["error"] == "audit_unavailable"
+        assert response.headers["Retry-After"] == "30"
+    assert "cards" not in refused.get_json()
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL and r.name == "mgcds.audit"]
+    assert "audit record of a hook call could not be written: answered 503" in messages
+    assert "audit record of a feedback call could not be written: answered 503" in messages
     runtime_of(app).close()

@@ -173,6 +173,15 @@ def bad_tokens(secured: SecuredApp, path: str) -> dict[str, str | None]:
         "aud-base-url-only": sign(es384, live_claims(ISSUER, PUBLIC_BASE_URL)),
         "aud-other-host": sign(es384, live_claims(ISSUER, "https://other.example.org" + path)),
         "jti-missing": sign(es384, live_claims(ISSUER, PUBLIC_BASE_URL + path, jti=None)),
+        # Issue 16 B4: non-finite or absurd times were accepted (NaN never expired and was never recorded).
+        "exp-nan": sign(es384, live_claims(ISSUER, PUBLIC_BASE_URL + path, exp=float("nan"))),
+        "exp-infinity": sign(es384, live_claims(ISSUER, PUBLIC_BASE_URL + path, exp=float("inf"))),
+        "exp-beyond-a-float": sign(es384, live_claims(ISSUER, PUBLIC_BASE_URL + path, exp=10**400)),
+        "iat-nan": sign(es384, live_claims(ISSUER, PUBLIC_BASE_URL + path, iat=float("nan"))),
+        "nbf-nan": sign(es384, live_claims(ISSUER, PUBLIC_BASE_URL + path, nbf=float("nan"))),
+        "lives-a-century": sign(
+            es384, live_claims(ISSUER, PUBLIC_BASE_URL + path, exp=good["iat"] + 100 * 365 * 86400)
+        ),
     }
 
 
@@ -192,6 +201,12 @@ BAD_TOKEN_CASES = [
     "aud-base-url-only",
     "aud-other-host",
     "jti-missing",
+    "exp-nan",
+    "exp-infinity",
+    "exp-beyond-a-float",
+    "iat-nan",
+    "nbf-nan",
+    "lives-a-century",
 ]
 
 
@@ -312,3 +327,48 @@ def test_the_unsigned_spec_style_token_with_a_fresh_jti_still_fails(secured: Sec
     stranger = rs384_signing_key()
     token = jwt.encode(claims, stranger.private_key, algorithm="RS384", headers={"kid": secured.keys[1].kid})
     assert_generic_401(secured.post(PV, load_example("patient-view-request.json"), token))
+
+
+def test_b4_a_nan_expiry_cannot_be_replayed(secured: SecuredApp) -> None:
+    """B4: with "exp": NaN the token was accepted on every presentation (its jti never counted as seen)."""
+    token = secured.token(PV, exp=float("nan"))
+    for _ in range(3):
+        assert_generic_401(secured.post(PV, load_example("patient-view-request.json"), token))
+
+
+def test_b3_a_jti_is_refused_by_every_worker_and_after_a_restart(
+    tmp_path: Path, es384: SigningKey, rs384: SigningKey
+) -> None:
+    """B3: two workers on the default SQLite store each kept their own jtis, and a restart forgot them all.
+
+    Two apps on one instance folder are two gunicorn workers of ``mgcds serve`` (each builds its own app); a third
+    one built after them is the service after a restart.
+    """
+    body = load_example("patient-view-request.json")
+    with (
+        secured_app(tmp_path, [es384, rs384], clock=lambda: EXAMPLE_NOW) as worker_a,
+        secured_app(tmp_path, [es384, rs384], clock=lambda: EXAMPLE_NOW) as worker_b,
+    ):
+        token = worker_a.token(PV)
+        assert worker_a.post(PV, body, token).status_code == 200
+        assert_generic_401(worker_b.post(PV, body, token))
+        assert_generic_401(worker_a.post(PV, body, token))
+    with secured_app(tmp_path, [es384, rs384], clock=lambda: EXAMPLE_NOW) as restarted:
+        assert_generic_401(restarted.post(PV, body, token))
+        assert restarted.call(PV, body).status_code == 200  # a fresh token still works
+
+
+@pytest.fixture
+def with_subjects(tmp_path: Path, es384: SigningKey) -> Iterator[SecuredApp]:
+    """The registry lists the EHR's client id as the only accepted sub."""
+    entry = {"subjects": ["ehr-client-id"]}
+    with secured_app(tmp_path, [es384], clock=lambda: EXAMPLE_NOW, issuer_entry=entry) as built:
+        yield built
+
+
+def test_sub_must_be_listed_when_the_issuer_lists_subjects(with_subjects: SecuredApp) -> None:
+    """Also-item: ``sub`` was never checked against the issuer; the spec lets services allowlist it."""
+    body = load_example("patient-view-request.json")
+    assert with_subjects.post(PV, body, with_subjects.token(PV, sub="ehr-client-id")).status_code == 200
+    assert_generic_401(with_subjects.post(PV, body, with_subjects.token(PV, sub="another-client")))
+    assert_generic_401(with_subjects.post(PV, body, with_subjects.token(PV)))  # no sub

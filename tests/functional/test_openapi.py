@@ -23,8 +23,8 @@ from tests.functional.conftest import EXAMPLE_NOW, load_example
 from tests.support.secured_app import SecuredApp, es384_signing_key, secured_app
 
 SERVICES = {"mg-patient-view": "patient-view", "mg-order-select": "order-select", "mg-order-sign": "order-sign"}
-SERVICE_STATUSES = {"200", "400", "401", "412", "413", "415"}
-FEEDBACK_STATUSES = {"200", "400", "401", "413", "415"}
+SERVICE_STATUSES = {"200", "400", "401", "412", "413", "415", "503"}
+FEEDBACK_STATUSES = {"200", "400", "401", "413", "415", "503"}
 
 
 @pytest.fixture(scope="module")

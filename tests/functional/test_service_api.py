@@ -7,9 +7,11 @@ import re
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.functional.conftest import assert_no_null_or_empty, load_example, strip_ids
+from tests.support.audit import stored_records
 from tests.support.fhir_peer import FhirPeer
 
 PV = "/cds-services/mg-patient-view"
@@ -305,16 +307,46 @@ def test_feedback_list_and_single_object_are_accepted(client: FlaskClient) -> No
     assert post(client, PV + "/feedback", accepted).get_json() == {"received": 1}
 
 
+def test_accepted_without_suggestions_is_recorded_with_none_named(app: Flask, client: FlaskClient) -> None:
+    # Issue 15 item 5: a card without suggestions can only be accepted this way, and EHRs send it.
+    item = {
+        "card": "4e0a3a1e-3283-4575-ab82-028d55fe2719",
+        "outcome": "accepted",
+        "outcomeTimestamp": "2026-11-21T10:05:31Z",
+    }
+    assert post(client, PV + "/feedback", {"feedback": [item]}).get_json() == {"received": 1}
+    [record] = stored_records(app)
+    assert (record.event_type, record.payload["outcome"]) == ("feedback", "accepted")
+    assert record.payload["accepted_suggestions"] == []
+
+
 @pytest.mark.parametrize(
     "item",
     [
-        {"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-11-21T10:05:31Z"},
         {"card": "c", "outcome": "maybe", "outcomeTimestamp": "2026-11-21T10:05:31Z"},
         {"card": "c", "outcome": "overridden"},
         {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:05:31"},
         {"outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:05:31Z"},
+        {
+            "card": "c",
+            "outcome": "accepted",
+            "overrideReason": {"reason": {"code": "patient-declined"}},
+            "outcomeTimestamp": "2026-11-21T10:05:31Z",
+        },
+        {"card": "c", "outcome": "accepted", "acceptedSuggestions": [{}], "outcomeTimestamp": "2026-11-21T10:05:31Z"},
+        {"card": "c" * 65, "outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:05:31Z"},
+        {"card": "c\u0000", "outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:05:31Z"},
     ],
-    ids=["accepted-without-suggestions", "bad-outcome", "no-timestamp", "naive-timestamp", "no-card"],
+    ids=[
+        "bad-outcome",
+        "no-timestamp",
+        "naive-timestamp",
+        "no-card",
+        "accepted-with-override-reason",
+        "suggestion-without-id",
+        "card-id-longer-than-its-column",
+        "nul-in-card-id",
+    ],
 )
 def test_invalid_feedback_is_400(client: FlaskClient, item: dict[str, Any]) -> None:
     response = post(client, PV + "/feedback", {"feedback": [item]})

@@ -229,7 +229,7 @@ def test_a_redirect_to_another_host_is_not_followed(
         server.redirects["/fhir/"] = elsewhere.base_url + "/Patient/example-mg-1"
         response = call(app, request_naming(server.base_url), outbound)
         assert response.status_code == 400, response.get_json()
-        assert response.get_json()["message"] == "redirect to another server rejected"
+        assert response.get_json()["message"] == "redirect outside the allowlisted FHIR base rejected"
         assert elsewhere.connections == 0
         assert server.connections > 0
         ports = {address[1] for address in outbound.connections if isinstance(address, tuple)}

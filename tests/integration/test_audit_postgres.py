@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -42,6 +43,8 @@ WRITER = textwrap.dedent(
             record_id = log.record_call(make_call(patient_id=f"w{os.getpid()}-{i}", cards=()))
             ack.write(record_id + "\\n")  # written only once record_call has returned
             ack.flush()
+            if i == 0:
+                print("streaming", flush=True)  # the readiness signal: started up and writing
     ok = log.flush(timeout=120)
     log.close()
     sys.exit(0 if ok else 3)
@@ -68,8 +71,17 @@ def pg_url() -> Iterator[str]:
 def _start(script: Path, url: str, spool: Path, count: int, acks: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(script), str(PROJECT_ROOT), url, str(spool), str(count), str(acks)],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def _wait_until_streaming(writer: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Block until the writer says it has acknowledged its first record (start-up takes long under load)."""
+    assert writer.stdout is not None
+    ready, _, _ = select.select([writer.stdout], [], [], timeout)
+    assert ready, f"the writer did not start within {timeout:.0f} s"
+    assert writer.stdout.readline() == b"streaming\n", "the writer exited before it started streaming"
 
 
 def _stored_ids(url: str) -> list[str]:
@@ -140,7 +152,10 @@ def test_writer_killed_mid_stream_loses_nothing(crash_store_url: str, writer_scr
     replayed_total = 0
     for _iteration in range(3):
         writer = _start(writer_script, crash_store_url, spool, 1_000_000, acks)
-        time.sleep(rng.uniform(0.8, 1.6))  # after start-up (imports), somewhere mid-stream
+        # Kill it somewhere mid-stream: after it says it is writing (start-up time varies with the load on the
+        # machine, so a fixed delay sometimes killed it before its first record), then a random moment later.
+        _wait_until_streaming(writer)
+        time.sleep(rng.uniform(0.1, 0.5))
         os.kill(writer.pid, signal.SIGKILL)
         _, err = writer.communicate(timeout=10)
         assert writer.returncode == -signal.SIGKILL, err.decode()

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cds_service.cli import main
 from cds_service.config import Settings
-from cds_service.fhir.smart import DEFAULT_SCOPE, load_signing_key, public_jwks
+from cds_service.fhir.smart import DEFAULT_SCOPE
+from cds_service.fhir.smart_keys import load_signing_key, public_jwks
 from tests.integration.conftest import FhirTestServer
 from tests.integration.smart_stack import SmartStack, serving_jwks, start_smart_stack
 

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cds_service.errors import FhirAuthError
 from cds_service.fhir.client import FhirClient
-from cds_service.fhir.smart import SmartBackendAuth, SmartSettings, load_signing_key, public_jwks
+from cds_service.fhir.smart import SmartBackendAuth, SmartSettings
 from cds_service.fhir.smart_cli import add_smart_arguments, fhir_token_from_args, main
+from cds_service.fhir.smart_keys import load_signing_key, public_jwks
 from tests.integration.conftest import FhirTestServer
 from tests.integration.smart_stack import SmartStack, serving_jwks, start_smart_stack
 

@@ -72,10 +72,13 @@ def secured_app(
     fhir_servers: Sequence[Any] = (),
     dev: bool = False,
     clock: Callable[[], datetime] | None = None,
+    issuer_entry: dict[str, Any] | None = None,
     **settings_overrides: Any,
 ) -> Iterator[SecuredApp]:
-    """A production-shaped app trusting ``keys`` for ISSUER, with ``fhir_servers`` allowlisted for it."""
-    registry = write_registry(directory / "registry", {ISSUER: {"fhir_servers": list(fhir_servers)}}, jwks_of(*keys))
+    """A production-shaped app trusting ``keys`` for ISSUER, with ``fhir_servers`` allowlisted for it (and any
+    other registry fields of ``issuer_entry``)."""
+    entry = {"fhir_servers": list(fhir_servers), **(issuer_entry or {})}
+    registry = write_registry(directory / "registry", {ISSUER: entry}, jwks_of(*keys))
     settings = Settings(
         dev=dev,
         instance_path=directory / "instance",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from cds_service.factory import (
     unauthenticated,
 )
 from cds_service.security.fhir_allowlist import FhirServerPolicy
-from cds_service.security.replay import InMemoryReplayCache
+from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache
 from terminology import default_terminology
 from tests.unit.audit.helpers import make_call
 
@@ -80,8 +81,21 @@ def test_development_without_a_registry_authenticates_nobody(tmp_path: Path) -> 
     assert unauthenticated("Bearer anything", "https://mgcds.example.org") is None
 
 
-def test_without_postgresql_the_replay_cache_is_this_process(tmp_path: Path) -> None:
-    assert isinstance(build_replay_cache(Settings(instance_path=tmp_path)), InMemoryReplayCache)
+def test_the_default_replay_cache_is_the_sqlite_audit_database_shared_by_workers(tmp_path: Path) -> None:
+    """Issue 16 B3: two workers (two caches built from the same settings) and a restart see the same jtis."""
+    settings = Settings(instance_path=tmp_path)
+    worker_a, worker_b = build_replay_cache(settings), build_replay_cache(settings)
+    assert isinstance(worker_a, SqlReplayCache)
+    assert worker_a.seen("https://ehr.example.org", "jti-1", time.time() + 300) is False
+    assert worker_b.seen("https://ehr.example.org", "jti-1", time.time() + 300) is True
+    restarted = build_replay_cache(settings)
+    assert restarted.seen("https://ehr.example.org", "jti-1", time.time() + 300) is True
+    assert (tmp_path / "audit.sqlite3").exists()  # the audit database's file, not one of its own
+
+
+def test_only_an_in_memory_audit_store_keeps_jtis_in_the_process(tmp_path: Path) -> None:
+    cache = build_replay_cache(Settings(instance_path=tmp_path, audit_url="sqlite://"))
+    assert isinstance(cache, InMemoryReplayCache)
 
 
 def test_hook_deps_link_cards_to_this_services_rules_page(tmp_path: Path) -> None:

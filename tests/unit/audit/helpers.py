@@ -138,20 +138,25 @@ def make_feedback(
     *,
     minutes: int = 1,
     accepted: tuple[str, ...] = (),
+    issuer: str | None = "https://ehr.example.org",
+    tenant: str | None = "hospital-a",
+    service_id: str = "mgcds-patient-view",
+    reason: dict[str, str] | None = None,
 ) -> FeedbackRecord:
-    """A feedback record for a card (overridden ones carry a reason and comment)."""
+    """A feedback record for a card from the EHR make_call's calls come from (overridden: a reason and comment)."""
     overridden = outcome == "overridden"
     return FeedbackRecord(
         occurred_at=BASE_TIME + timedelta(minutes=minutes),
-        service_id="mgcds-patient-view",
+        service_id=service_id,
         card_uuid=card_uuid,
         outcome=outcome,
         accepted_suggestions=accepted,
-        override_reason=OVERRIDE_DECLINED if overridden else None,
+        override_reason=(reason or OVERRIDE_DECLINED) if overridden else None,
         user_comment="Patient prefers to wait" if overridden else None,
         outcome_timestamp=(BASE_TIME + timedelta(minutes=minutes)).isoformat(),
-        issuer="https://ehr.example.org",
+        issuer=issuer,
         sender="Practitioner/doc-1",
+        tenant=tenant,
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from sqlalchemy import text
 
 from cds_service.audit.entries import make_entry
-from cds_service.audit.records import AuditEventType, call_to_payload
+from cds_service.audit.records import AuditEventType, SuppressedRecord, call_to_payload
 from cds_service.audit.spool import Spool
 from cds_service.audit.store import SqlAuditStore
 from cds_service.audit.writer import open_audit_writer
@@ -113,7 +115,34 @@ def test_show(filled: dict[str, str], settings: Settings, capsys: pytest.Capture
     assert shown["seq"] == 1
     assert shown["payload"]["patient_id"] == "pat-A"
     assert shown["feedback"][0]["outcome"] == "overridden"
+    assert shown["feedback"][0]["record_id"] == filled["fb"]
+    assert shown["suppressed"] == []
+    assert main(["audit", "show", filled["fb"]], settings=settings) == 0
+    feedback = json.loads(capsys.readouterr().out)
+    assert (feedback["linked_record_id"], feedback["sealed_link"]) == (filled["a"], filled["a"])
+    assert "suppressed" not in feedback  # only calls list what they did not show
     assert main(["audit", "show", "nope"], settings=settings) == 1
+
+
+def test_show_lists_what_a_call_did_not_show(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "init"], settings=settings) == 0
+    log = open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
+    until = datetime(2026, 8, 28, 9, 31, tzinfo=UTC)
+    suppressed = SuppressedRecord("supplement-organic", "fb-record", "overridden", "patient-declined", until)
+    record_id = log.record_call(replace(make_call(), suppressed=(suppressed,)))
+    log.close()
+    capsys.readouterr()
+    assert main(["audit", "show", record_id], settings=settings) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["suppressed"] == [
+        {
+            "code": "supplement-organic",
+            "feedback_record_id": "fb-record",
+            "outcome": "overridden",
+            "reason": "patient-declined",
+            "until": "2026-08-28T09:31:00.000000Z",
+        }
+    ]
 
 
 def test_export_fhir_is_valid_r4_audit_events(filled: dict[str, str], settings: Settings, tmp_path: Path) -> None:

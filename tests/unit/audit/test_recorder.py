@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from cds_service.audit.memory import InMemoryAuditLog
 from cds_service.audit.recorder import AuditRecorder
 from cds_service.cdshooks import FeedbackItem
+from cds_service.errors import AuditNotDurable
+from cds_service.interfaces import Suppression
 from cds_service.security.identity import CallerIdentity
 from tests.unit.audit.helpers import BASE_TIME
 
@@ -62,6 +65,42 @@ def test_an_answered_call_keeps_its_cards_and_latency(log: InMemoryAuditLog) -> 
         ("card-1", "test-serum-mg", ("sugg-1",))
     ]
     assert record.assessment == {"deficiency": "possible"}
+
+
+def test_the_suppressions_the_hook_applied_are_listed_when_it_answered(log: InMemoryAuditLog) -> None:
+    applied = Suppression(
+        code="supplement-organic",
+        feedback_record_id="fb-1",
+        outcome="overridden",
+        reason="patient-declined",
+        answered_at=BASE_TIME,
+        until=BASE_TIME + timedelta(days=180),
+        answered_indicator="warning",
+    )
+    with recorder(log).hook_call("mg-patient-view") as call:
+        call.outcome = Outcome(cards=[CARD])
+        call.suppressed = [applied]
+        call.answered(200)
+    with recorder(log).hook_call("mg-patient-view") as refused:
+        refused.suppressed = [applied]
+        refused.refused(412, "prefetch_unobtainable: no Patient")
+    answered, failed = log.calls
+    assert [(s.code, s.feedback_record_id, s.outcome, s.reason, s.until) for s in answered.suppressed] == [
+        ("supplement-organic", "fb-1", "overridden", "patient-declined", BASE_TIME + timedelta(days=180))
+    ]
+    assert failed.suppressed == ()  # a refused call showed nothing, so it suppressed nothing either
+
+
+def test_feedback_records_carry_the_callers_tenant_and_none_named_when_accepted_bare(log: InMemoryAuditLog) -> None:
+    rec = recorder(log)
+    bare = FeedbackItem.model_validate(
+        {"card": "card-1", "outcome": "accepted", "outcomeTimestamp": "2026-03-01T10:00Z"}
+    )
+    with rec.feedback_call("mg-patient-view") as call:
+        call.caller = CALLER
+        assert len(rec.record_feedback_items(call, [bare, bare])) == 2
+        call.answered(200)
+    assert [(f.tenant, f.accepted_suggestions) for f in log.feedback] == [("t1", ()), ("t1", ())]
 
 
 def test_a_refused_call_keeps_no_payload_even_if_an_outcome_was_set(log: InMemoryAuditLog) -> None:
@@ -127,11 +166,16 @@ class RaisingWriter(InMemoryAuditLog):
     """A writer with a bug."""
 
     def record_call(self, record: Any) -> str:
-        raise OSError("disk and memory both refused")
+        raise OSError("disk refused")
 
 
-def test_a_writer_failure_does_not_escape_the_recorder(caplog: pytest.LogCaptureFixture) -> None:
-    with recorder(RaisingWriter()).hook_call("mg-patient-view") as call:
+def _answered_but_unrecorded(rec: AuditRecorder) -> None:
+    with rec.hook_call("mg-patient-view") as call:
         call.answered(200)
-    assert call.record_id is None
-    assert "could not be written" in caplog.text
+
+
+def test_a_writer_failure_leaves_the_block_as_not_durable(caplog: pytest.LogCaptureFixture) -> None:
+    # Fail closed (issue 19): the call must not be answered as if it had been recorded; the handler answers 503.
+    with pytest.raises(AuditNotDurable):
+        _answered_but_unrecorded(recorder(RaisingWriter()))
+    assert "could not be written: answered 503" in caplog.text

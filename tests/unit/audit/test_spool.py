@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cds_service.audit.entries import make_entry
-from cds_service.audit.model import PendingEntry
+from cds_service.audit.model import AppendOutcome, PendingEntry
 from cds_service.audit.records import AuditEventType, call_to_payload
 from cds_service.audit.spool import Spool
 from cds_service.audit.store import SqlAuditStore
@@ -33,12 +33,12 @@ def _stored_ids(store: SqlAuditStore) -> list[str]:
 
 
 def test_drain_stores_in_spool_order_and_empties_the_spool(tmp_path: Path, store: SqlAuditStore) -> None:
-    spool = Spool(tmp_path / "spool.jsonl")
+    spool = Spool(tmp_path / "spool.jsonl", batch_records=2)
     entries = _entries(5)
     for entry in entries:
         spool.append(entry.payload_text)
     assert spool.pending_count() == 5
-    assert spool.drain(store.append, batch=2) == 5
+    assert spool.drain(store.append) == 5
     assert _stored_ids(store) == [e.record_id for e in entries]
     assert not spool.has_pending()
     assert store.verify().ok
@@ -50,7 +50,7 @@ def test_outage_keeps_records_and_they_replay_later(tmp_path: Path, store: SqlAu
     for entry in entries:
         spool.append(entry.payload_text)
 
-    def down(_batch: Sequence[PendingEntry]) -> int:
+    def down(_batch: Sequence[PendingEntry]) -> AppendOutcome:
         raise AuditStoreError("database unreachable")
 
     with pytest.raises(AuditStoreError):
@@ -68,12 +68,12 @@ def test_crash_after_commit_before_cleanup_replays_exactly_once(tmp_path: Path, 
     for entry in entries:
         spool.append(entry.payload_text)
 
-    def commit_then_die(batch: Sequence[PendingEntry]) -> int:
+    def commit_then_die(batch: Sequence[PendingEntry]) -> AppendOutcome:
         store.append(batch)  # committed ...
         raise AuditStoreError("killed before the spool file was removed")  # ... but the file stays
 
     with pytest.raises(AuditStoreError):
-        spool.drain(commit_then_die, batch=10)
+        spool.drain(commit_then_die)
     assert spool.has_pending()
     assert spool.drain(store.append) == 0  # all already stored: skipped
     assert store.count() == 4

@@ -38,13 +38,13 @@ def store(store_url: str) -> Iterator[SqlAuditStore]:
 
 def _append_call(store: SqlAuditStore, record: CallRecord) -> str:
     entry = make_entry(AuditEventType.SERVICE_CALL, call_to_payload(record))
-    assert store.append([entry]) == 1
+    assert store.append([entry]).stored == 1
     return entry.record_id
 
 
 def _append_feedback(store: SqlAuditStore, record: FeedbackRecord) -> str:
     entry = make_entry(AuditEventType.FEEDBACK, feedback_to_payload(record))
-    assert store.append([entry]) == 1
+    assert store.append([entry]).stored == 1
     return entry.record_id
 
 
@@ -127,7 +127,7 @@ def test_feedback_in_the_same_batch_as_its_call_is_linked(store: SqlAuditStore) 
     call = make_call()
     call_entry = make_entry(AuditEventType.SERVICE_CALL, call_to_payload(call))
     fb_entry = make_entry(AuditEventType.FEEDBACK, feedback_to_payload(make_feedback(call.cards[0].uuid)))
-    assert store.append([call_entry, fb_entry]) == 2
+    assert store.append([call_entry, fb_entry]).stored == 2
     stored = store.get(fb_entry.record_id)
     assert stored is not None
     assert stored.linked_record_id == call_entry.record_id
@@ -135,8 +135,8 @@ def test_feedback_in_the_same_batch_as_its_call_is_linked(store: SqlAuditStore) 
 
 def test_append_is_idempotent_by_record_id(store: SqlAuditStore) -> None:
     entry = make_entry(AuditEventType.SERVICE_CALL, call_to_payload(make_call()))
-    assert store.append([entry]) == 1
-    assert store.append([entry, entry]) == 0
+    assert store.append([entry]).stored == 1
+    assert store.append([entry, entry]).stored == 0
     assert store.count() == 1
     assert store.verify().ok
 

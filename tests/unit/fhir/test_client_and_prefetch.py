@@ -120,7 +120,7 @@ def test_a_next_link_that_loops_is_stopped(peer: FhirPeer, client: FhirClient) -
 def test_a_next_link_to_another_host_is_not_followed(peer: FhirPeer, client: FhirClient) -> None:
     peer.overrides["/Observation"] = lambda path, query: (200, _page("a", 1, "http://169.254.169.254/latest"))
     result = client.search(peer.base_url, "Observation", "secret")
-    assert result.truncated == "next link points to another server; not followed"
+    assert result.truncated == "next link leaves the FHIR server's base; not followed"
     assert len(peer.requests) == 1
 
 

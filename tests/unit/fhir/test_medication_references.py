@@ -61,6 +61,9 @@ class CountingReader:
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         return self._pool.submit(fn, *args)
 
+    def for_call(self) -> CountingReader:
+        return self
+
     def close(self) -> None:
         self._pool.shutdown()
 

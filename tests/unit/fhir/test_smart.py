@@ -27,14 +27,8 @@ from cds_service.errors import (
     FhirUnreachable,
 )
 from cds_service.fhir.client import FhirClient
-from cds_service.fhir.smart import (
-    DEFAULT_SCOPE,
-    SmartBackendAuth,
-    SmartSettings,
-    build_client_assertion,
-    load_signing_key,
-    public_jwks,
-)
+from cds_service.fhir.smart import DEFAULT_SCOPE, SmartBackendAuth, SmartSettings
+from cds_service.fhir.smart_keys import build_client_assertion, load_signing_key, public_jwks
 from tests.support.loopback import JsonHandler, serve_on_loopback
 from tests.support.smart_peer import PATIENT, SmartPeer, running_smart_peer
 

@@ -35,6 +35,9 @@ class NoFhirServer:
         future.set_result(fn(*args))
         return future
 
+    def for_call(self) -> NoFhirServer:
+        return self
+
     def close(self) -> None:
         return None
 

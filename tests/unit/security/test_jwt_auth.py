@@ -332,13 +332,63 @@ def test_missing_aud(harness: Harness, es384_key: SigningKey) -> None:
 
 def test_expired_beyond_skew_is_rejected_within_skew_accepted(harness: Harness, es384_key: SigningKey) -> None:
     # skew 60 s: exp 61 s ago is expired; exp 59 s ago is still accepted.
-    harness.rejects(sign(es384_key, claims(exp=int(NOW) - 61, iat=int(NOW) - 400)), "expired")
-    assert harness.verify(sign(es384_key, claims(exp=int(NOW) - 59, iat=int(NOW) - 400))).issuer == ISSUER
+    harness.rejects(sign(es384_key, claims(exp=int(NOW) - 61, iat=int(NOW) - 300)), "expired")
+    assert harness.verify(sign(es384_key, claims(exp=int(NOW) - 59, iat=int(NOW) - 300))).issuer == ISSUER
 
 
 def test_iat_in_the_future_beyond_skew(harness: Harness, es384_key: SigningKey) -> None:
-    harness.rejects(sign(es384_key, claims(iat=int(NOW) + 61, exp=int(NOW) + 600)), "iat in the future")
-    assert harness.verify(sign(es384_key, claims(iat=int(NOW) + 59, exp=int(NOW) + 600))).issuer == ISSUER
+    harness.rejects(sign(es384_key, claims(iat=int(NOW) + 61, exp=int(NOW) + 300)), "iat in the future")
+    assert harness.verify(sign(es384_key, claims(iat=int(NOW) + 59, exp=int(NOW) + 300))).issuer == ISSUER
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), float("-inf"), 10**400, "1767225600", True, [1]],
+    ids=["nan", "infinity", "minus-infinity", "10**400", "string", "boolean", "list"],
+)
+def test_b4_times_must_be_finite_numbers(harness: Harness, es384_key: SigningKey, claim: str, value: Any) -> None:
+    """B4: "exp": NaN passed every comparison and was never recorded as used (unlimited replay); 10**400 was a 500."""
+    token = sign(es384_key, claims(**{claim: value}))
+    reason = "nbf" if claim == "nbf" else "missing or invalid exp/iat"
+    harness.rejects(token, reason)
+    harness.rejects(token, reason)  # and again: nothing about it was accepted or recorded
+
+
+def test_b4_a_token_living_longer_than_the_maximum_is_rejected(harness: Harness, es384_key: SigningKey) -> None:
+    """B4: exp 100 years ahead was accepted; the spec's tokens live five minutes (the default maximum)."""
+    century = int(NOW) + 100 * 365 * 86400
+    harness.rejects(sign(es384_key, claims(exp=century)), "lifetime (exp - iat) longer than allowed")
+    harness.rejects(sign(es384_key, claims(exp=int(NOW) + 301)), "lifetime (exp - iat) longer than allowed")
+    assert harness.verify(sign(es384_key, claims(exp=int(NOW) + 300))).issuer == ISSUER
+    harness.rejects(sign(es384_key, claims(exp=int(NOW), iat=int(NOW))), "exp is not after iat")
+
+
+def test_the_maximum_lifetime_is_configurable(listener: Listener, es384_key: SigningKey) -> None:
+    harness = Harness(listener, [es384_key])
+    longer = JwtVerifier(
+        harness.registry,
+        jwks=harness.jwks,
+        replay_cache=harness.replay,
+        max_lifetime_seconds=3600,
+        clock=lambda: NOW,
+    )
+    assert longer.verify(f"Bearer {sign(es384_key, claims(exp=int(NOW) + 3600))}", AUDIENCE).issuer == ISSUER
+    with pytest.raises(ConfigurationError):
+        JwtVerifier(harness.registry, jwks=harness.jwks, replay_cache=harness.replay, max_lifetime_seconds=0)
+
+
+def test_sub_is_checked_when_the_issuer_lists_subjects(listener: Listener, es384_key: SigningKey) -> None:
+    """Also-item: sub (the EHR's client id) was never checked; the registry may now list it per issuer."""
+    harness = Harness(listener, [es384_key], issuer_entry={"subjects": ["ehr-client-1", "ehr-client-2"]})
+    assert harness.verify(sign(es384_key, claims(sub="ehr-client-2"))).subject == "ehr-client-2"
+    harness.rejects(sign(es384_key, claims(sub="someone-else")), "sub not listed for issuer")
+    harness.rejects(sign(es384_key, claims()), "sub not listed for issuer")  # no sub at all
+    harness.rejects(sign(es384_key, claims(sub=["ehr-client-1"])), "bad signature or claim type")
+
+
+def test_sub_is_not_checked_when_the_issuer_lists_none(harness: Harness, es384_key: SigningKey) -> None:
+    assert harness.verify(sign(es384_key, claims(sub="anything"))).subject == "anything"
 
 
 @pytest.mark.parametrize("missing", ["exp", "iat", "jti"])
@@ -446,6 +496,8 @@ def test_spec_example_token_verifies_with_a_fixed_clock() -> None:
         jwks=JwksSource(session),
         replay_cache=InMemoryReplayCache(clock=lambda: 1_400_000_000.0),
         clock_skew_seconds=60,
+        # The example token lives three and a half years (iat 2011, exp 2015): allow it here, refuse it below.
+        max_lifetime_seconds=4 * 365 * 86400,
         clock=lambda: 1_400_000_000.0,
     )
     identity = verifier.verify(f"Bearer {token}", "https://cds.example.org/cds-services/some-service")
@@ -464,4 +516,17 @@ def test_spec_example_token_verifies_with_a_fixed_clock() -> None:
     )
     with pytest.raises(InvalidCallerToken) as caught:
         late.verify(f"Bearer {token}", "https://cds.example.org/cds-services/some-service")
+    assert caught.value.reason == "lifetime (exp - iat) longer than allowed"  # the default five minutes
+
+    # With its lifetime allowed, at the real present: long expired.
+    later = JwtVerifier(
+        registry,
+        jwks=JwksSource(session),
+        replay_cache=InMemoryReplayCache(),
+        clock_skew_seconds=60,
+        max_lifetime_seconds=4 * 365 * 86400,
+        clock=lambda: NOW,
+    )
+    with pytest.raises(InvalidCallerToken) as caught:
+        later.verify(f"Bearer {token}", "https://cds.example.org/cds-services/some-service")
     assert caught.value.reason == "expired"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from cds_service.errors import InvalidCallerToken
 from cds_service.interfaces import ReplayCache
 from cds_service.security.replay import InMemoryReplayCache, SqlReplayCache
 
@@ -120,3 +121,53 @@ def test_postgresql_concurrent_workers_accept_a_jti_once(postgres_engine: sa.Eng
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(results) == [False] + [True] * 7
+
+
+def test_a_store_error_refuses_the_token_instead_of_answering_not_seen(tmp_path: Path) -> None:
+    """Fail closed: a jti that cannot be recorded could be replayed, so the token is refused (401, not a 500)."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'replay.sqlite3'}")
+    try:
+        cache = SqlReplayCache(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text("drop table mgcds_jwt_replay"))
+        with pytest.raises(InvalidCallerToken, match="invalid or missing CDS Hooks JWT") as caught:
+            cache.seen("https://a.example", "jti-1", 4_000_000_000)
+        assert caught.value.reason.startswith("replay cache unavailable")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("expiry", [float("nan"), float("inf")])
+def test_a_non_finite_expiry_is_never_recorded(tmp_path: Path, expiry: float) -> None:
+    """B4's NaN would be stored and never count as seen (NaN >= now is false): the caches refuse it outright."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'replay.sqlite3'}")
+    try:
+        for cache in (InMemoryReplayCache(), SqlReplayCache(engine)):
+            with pytest.raises(ValueError, match="finite"):
+                cache.seen("https://a.example", "jti-1", expiry)
+    finally:
+        engine.dispose()
+
+
+def test_two_workers_creating_the_table_at_once_both_start(tmp_path: Path) -> None:
+    """Every gunicorn worker builds its cache at start: creating the table must not race."""
+    url = f"sqlite:///{tmp_path / 'replay.sqlite3'}"
+    engines = [sa.create_engine(url, connect_args={"timeout": 10}) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def start(engine: sa.Engine) -> None:
+        barrier.wait()
+        try:
+            SqlReplayCache(engine)
+        except BaseException as exc:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for engine in engines:
+        engine.dispose()
+    assert errors == []

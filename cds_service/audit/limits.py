@@ -1,0 +1,30 @@
+"""How long each value may be, in the API and in the store: one number per field, so that they cannot disagree.
+
+Issue 16 (B8): the API accepted a 100-character card id that the 64-character column refused, and the writer then
+retried that batch forever. The API models (``cds_service.cdshooks``) and the store columns
+(``cds_service.audit.schema``) both read these numbers, and ``tests/unit/audit/test_limits.py`` checks that every
+value the API accepts fits its column. Plain constants: importing this module loads nothing.
+"""
+
+from __future__ import annotations
+
+RECORD_ID_COLUMN = 64  # record ids are uuid4 hex (32)
+CARD_ID_MAX = 64  # a feedback item's ``card``: our card uuids have 36 characters
+CARD_ID_COLUMN = 64
+SERVICE_ID_COLUMN = 128  # a URL path segment; ids of unknown services (answered 404) are cut to this in the record
+CONTEXT_ID_MAX = 200  # userId, patientId, encounterId (FHIR ids are at most 64; references are longer)
+CONTEXT_ID_COLUMN = 256
+OUTCOME_COLUMN = 32  # "accepted" or "overridden"
+RECOMMENDATION_COLUMN = 64  # our own recommendation codes
+INDICATOR_COLUMN = 16  # info, warning, critical
+REASON_CODE_MAX = 200  # an override reason's code
+REASON_CODE_COLUMN = 200
+REASON_SYSTEM_MAX = 500  # an override reason's system
+REASON_SYSTEM_COLUMN = 500
+KEY_COLUMN = 64  # SHA-256 hex of (issuer, tenant, service or patient): fixed width whatever the caller's claims
+TIMESTAMP_COLUMN = 32
+
+# Characters PostgreSQL text cannot hold (NUL), and the other C0 controls and DEL, which no identifier has: an id
+# containing one is refused with 400 (a NUL in patientId stopped the PostgreSQL store before).
+CONTROL_CHARACTERS = "".join(chr(c) for c in range(0x20)) + "\x7f"
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
