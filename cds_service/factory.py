@@ -208,6 +208,9 @@ def build_suppression_source(settings: Settings, *, audit_reader: AuditReader | 
 # --- hooks and the whole runtime ------------------------------------------------------------------------------
 
 
+HOOK_SUPPRESSION_TIME_LIMIT_SECONDS = 0.25
+
+
 def _suppression_source(settings: Settings, audit_reader: AuditReader) -> SuppressionSource:
     # The service's SQL reader already holds a read-only engine on the audit store: the suppressions share it (one
     # pool, closed with the reader), each query under the source's own time limit.
@@ -215,7 +218,11 @@ def _suppression_source(settings: Settings, audit_reader: AuditReader) -> Suppre
     from cds_service.audit.suppression import SqlSuppressionSource
 
     if isinstance(audit_reader, SqlAuditReader):
-        return SqlSuppressionSource(audit_reader.engine, settings.clinical)
+        # On the hook path the read may cost at most this: a store that does not answer fails open (nothing
+        # suppressed, the card shown) and is then skipped for a while, so an outage slows no call noticeably.
+        return SqlSuppressionSource(
+            audit_reader.engine, settings.clinical, time_limit_seconds=HOOK_SUPPRESSION_TIME_LIMIT_SECONDS
+        )
     return build_suppression_source(settings, audit_reader=audit_reader)
 
 
