@@ -208,6 +208,24 @@ def build_suppression_source(settings: Settings, *, audit_reader: AuditReader | 
 # --- hooks and the whole runtime ------------------------------------------------------------------------------
 
 
+HOOK_SUPPRESSION_TIME_LIMIT_SECONDS = 0.25
+
+
+def _suppression_source(settings: Settings, audit_reader: AuditReader) -> SuppressionSource:
+    # The service's SQL reader already holds a read-only engine on the audit store: the suppressions share it (one
+    # pool, closed with the reader), each query under the source's own time limit.
+    from cds_service.audit.sqlread import SqlAuditReader
+    from cds_service.audit.suppression import SqlSuppressionSource
+
+    if isinstance(audit_reader, SqlAuditReader):
+        # On the hook path the read may cost at most this: a store that does not answer fails open (nothing
+        # suppressed, the card shown) and is then skipped for a while, so an outage slows no call noticeably.
+        return SqlSuppressionSource(
+            audit_reader.engine, settings.clinical, time_limit_seconds=HOOK_SUPPRESSION_TIME_LIMIT_SECONDS
+        )
+    return build_suppression_source(settings, audit_reader=audit_reader)
+
+
 def build_order_session(settings: Settings) -> OrderSession:
     """What order-select showed, remembered for order-sign for ``order_session_ttl_seconds`` (this process)."""
     from hooks.orders import TtlOrderSession
@@ -223,6 +241,7 @@ def build_hook_deps(
     clock: Clock = utc_now,
     id_factory: IdFactory = new_uuid,
     order_session: OrderSession | None = None,
+    suppression_source: SuppressionSource | None = None,
 ) -> HookDeps:
     """Exactly what the hooks receive: these collaborators, the clinical settings and the rules page URL."""
     return HookDeps(
@@ -233,6 +252,7 @@ def build_hook_deps(
         id_factory=id_factory,
         order_session=order_session or build_order_session(settings),
         rules_url=settings.public_base_url.rstrip("/") + RULES_PATH,
+        suppression_source=suppression_source,
     )
 
 
@@ -277,7 +297,12 @@ def build_runtime(
         audit_reader=audit_reader,
         recorder=AuditRecorder(audit_writer, clock=clock),
         hook_deps=build_hook_deps(
-            settings, fhir=fhir, terminology=terminology, clock=clock, id_factory=id_factory or new_uuid
+            settings,
+            fhir=fhir,
+            terminology=terminology,
+            clock=clock,
+            id_factory=id_factory or new_uuid,
+            suppression_source=_suppression_source(settings, audit_reader),
         ),
         clock=clock,
     )

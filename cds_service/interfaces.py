@@ -38,7 +38,7 @@ from cds_service.fhir.bundles import SearchResult
 from cds_service.security.identity import CallerIdentity
 from cds_service.security.keys import KeyLocation, VerificationKey
 from terminology.model import CodeRef, ConvertedQuantity, LabMatch, MedicationClassification
-from terminology.products import MagnesiumProduct
+from terminology.products import MagnesiumProduct, SupplementProduct
 
 T = TypeVar("T")
 
@@ -136,6 +136,10 @@ class TerminologyService(Protocol):
 
     def observation_search_codes(self) -> list[str]:
         """``system|code`` of every Observation code the engine reads, for the prefetch templates."""
+        ...
+
+    def supplement_products(self) -> Mapping[str, SupplementProduct]:
+        """The RxNorm tablet to draft per organic salt ("magnesium citrate"), with its strength basis (section 9)."""
         ...
 
 
@@ -303,6 +307,26 @@ class SuppressionSource(Protocol):
         ...
 
 
+class PatientSuppressions(Protocol):
+    """The suppressions of one call's caller (issuer and tenant bound by the API), asked for by patient only: a hook
+    never sees who called."""
+
+    def active(self, patient_id: str, now: datetime) -> list[Suppression]:
+        """The suppressions in force at ``now`` for this patient as the calling EHR names them."""
+        ...
+
+
+class NoSuppressions:
+    """No feedback suppresses anything: the CLI (nobody answered a card there) and calls not yet bound."""
+
+    def active(self, patient_id: str, now: datetime) -> list[Suppression]:
+        """Nothing is suppressed."""
+        return []
+
+
+NO_SUPPRESSIONS = NoSuppressions()
+
+
 @dataclass(frozen=True)
 class HookDeps:
     """Exactly what a hook uses to answer a call (built once by the app factory, or by the CLI)."""
@@ -315,3 +339,7 @@ class HookDeps:
     order_session: OrderSession
     # The page with the rules, linked from every card's source (``source.url``).
     rules_url: str
+    # The store of suppressions after feedback (clinical-rules.md 7.5); the API binds it to the caller per call into
+    # ``suppressions``, the only one a hook reads.
+    suppression_source: SuppressionSource | None = None
+    suppressions: PatientSuppressions = NO_SUPPRESSIONS

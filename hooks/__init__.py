@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from cds_service.cdshooks import AnyHookRequest, OrderSelectRequest, OrderSignRequest, PatientViewRequest
 from cds_service.engine.recommend.types import Recommendation
 from cds_service.fhir.prefetch import ResolvedData
-from cds_service.interfaces import HookDeps
+from cds_service.interfaces import HookDeps, Suppression
 from hooks.base import CdsService
 
 RequestT = TypeVar("RequestT", PatientViewRequest, OrderSelectRequest, OrderSignRequest)
@@ -28,6 +28,8 @@ class HookOutcome:
     data: ResolvedData | None = None
     notes: list[str] = field(default_factory=list)
     recommendations: tuple[Recommendation, ...] = ()
+    # The recommendations not shown because feedback suppresses them (clinical-rules.md 7.5), for the audit record.
+    suppressed: tuple[Suppression, ...] = ()
 
 
 Handler = Callable[[AnyHookRequest, HookDeps], HookOutcome]

@@ -9,7 +9,7 @@ from cds_service.engine.vocabulary import Hook
 from cds_service.interfaces import HookDeps
 from hooks import HookOutcome, RegisteredService, register
 from hooks.base import USAGE_REQUIREMENTS, CdsService, prefetch_templates
-from hooks.pipeline import run_pipeline
+from hooks.pipeline import run_patient_view
 
 SERVICE_ID = "mg-patient-view"
 
@@ -34,6 +34,6 @@ def service(observation_codes: Sequence[str]) -> RegisteredService:
     spec = definition(observation_codes)
 
     def handle(request: PatientViewRequest, deps: HookDeps) -> HookOutcome:
-        return run_pipeline(spec, request, deps)
+        return run_patient_view(spec, request, deps)
 
     return register(spec, PatientViewRequest, handle)

@@ -40,10 +40,12 @@ def register_api(app: Flask, settings: Settings) -> None:
     from cds_service.api.cds import bp as cds_bp
     from cds_service.api.health import bp as health_bp
     from cds_service.api.openapi import bp as openapi_bp
+    from cds_service.api.rules_page import install as install_rules_page
 
     app.register_blueprint(cds_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(openapi_bp)
+    install_rules_page(app)  # every card's source.url; public, it holds no patient data
     if settings.bench_floor:
         from cds_service.api.bench_floor import bp as bench_floor_bp
 

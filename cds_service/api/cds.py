@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -23,9 +24,11 @@ from cds_service.cdshooks import (
 )
 from cds_service.engine.vocabulary import Hook
 from cds_service.errors import BadRequest, FhirError, NotFound, PrerequisiteFailed
+from cds_service.interfaces import HookDeps
 from cds_service.runtime import Runtime
 from cds_service.security.identity import CallerIdentity
 from hooks import ServiceRegistry
+from hooks.suppression import CallerSuppressions
 
 log = logging.getLogger("mgcds.api")
 
@@ -123,9 +126,10 @@ def _invoke(service_id: str, call: HookCall) -> tuple[Response, int]:
             # The guard resolves the host to vet its addresses; a name that does not resolve is a server we
             # cannot reach: the spec's answer for unobtainable data is 412.
             raise PrerequisiteFailed(f"fhirServer cannot be used: {exc.message}", cause="fhirServer") from exc
-    outcome = service.handle(hook_request, runtime.hook_deps)
+    outcome = service.handle(hook_request, _bound_deps(runtime.hook_deps, call.caller))
     response = CardsResponse.model_validate({"cards": outcome.cards})
     call.outcome = outcome
+    call.suppressed = outcome.suppressed
     # Ids and timings only (DESIGN.md principle 9): never the patient, the values, the drugs or the tokens.
     log.info(
         "hook answered",
@@ -140,6 +144,15 @@ def _invoke(service_id: str, call: HookCall) -> tuple[Response, int]:
         },
     )
     return jsonify(response.model_dump(mode="json", exclude_none=True)), 200
+
+
+def _bound_deps(deps: HookDeps, caller: CallerIdentity | None) -> HookDeps:
+    """This call's HookDeps: the suppressions of this caller's issuer and tenant (rules 7.5), so the hook never
+    sees the caller itself."""
+    if deps.suppression_source is None:
+        return deps
+    issuer, tenant = (caller.issuer, caller.tenant) if caller is not None else (None, None)
+    return replace(deps, suppressions=CallerSuppressions(deps.suppression_source, issuer, tenant))
 
 
 def _log_refused(call: HookCall, error: str) -> None:

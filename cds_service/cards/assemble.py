@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cds_service.cards.suggestions import CardBuildError, suggestion
-from cds_service.cards.wording import CODE_SOURCES, SOURCES, card_detail, card_summary
+from cds_service.cards.detail import card_detail
+from cds_service.cards.suggestions import CardBuildError, Products, has_verified_code, suggestion
+from cds_service.cards.wording import SOURCES, card_summary, cited_tags
 from cds_service.engine.assessment import Assessment
 from cds_service.engine.facts import Facts
 from cds_service.engine.recommend.types import CreateMedicationRequest, Recommendation
-from cds_service.engine.vocabulary import Qualifier, RecommendationCode
+from cds_service.engine.settings import ClinicalSettings
 from cds_service.vocabulary import CardExtension
 
 SOURCE_LABEL = "MgCDS magnesium decision support"
@@ -34,9 +35,14 @@ def build_cards(
     *,
     source_url: str,
     id_factory: Callable[[], str],
+    settings: ClinicalSettings,
+    products: Products,
 ) -> list[dict[str, Any]]:
-    """One CDS Hooks card per recommendation, suggestions validated as FHIR R4."""
-    cards = [_card(rec, assessment, facts, source_url, id_factory) for rec in recommendations]
+    """One CDS Hooks card per recommendation, suggestions validated as FHIR R4.
+
+    ``products`` are the RxNorm tablets to draft per salt (``TerminologyService.supplement_products()``).
+    """
+    cards = [_card(rec, assessment, facts, source_url, id_factory, settings, products) for rec in recommendations]
     for card in cards:
         _require_no_empty(card, "card")
     return cards
@@ -48,19 +54,26 @@ def _card(
     facts: Facts,
     source_url: str,
     id_factory: Callable[[], str],
+    settings: ClinicalSettings,
+    products: Products,
 ) -> dict[str, Any]:
-    tags = CODE_SOURCES.get(rec.code, ())
-    if rec.code == RecommendationCode.TEST_IONIZED_MG and any(
-        isinstance(action, CreateMedicationRequest) for spec in rec.suggestions for action in spec.actions
-    ):
-        tags = (*tags, "PIC20", "FIO21")  # the organic salts offered as alternatives (section 7.2)
-    if Qualifier.PEDIATRIC in rec.qualifiers:
-        tags = (*tags, "IOM97")  # the age-specific upper intake the detail names (section 0)
+    # Section 9: a salt without a verified RxNorm product is offered after the ones that have one, and the card
+    # says which (stable sort: the rules' order otherwise).
+    specs = sorted(rec.suggestions, key=lambda spec: not has_verified_code(spec, products))
+    uncoded = tuple(
+        dict.fromkeys(
+            action.salt
+            for spec in specs
+            for action in spec.actions
+            if isinstance(action, CreateMedicationRequest) and action.salt not in products
+        )
+    )
+    detail = card_detail(rec, assessment, facts, uncoded)
     card: dict[str, Any] = {
         "uuid": id_factory(),
-        "summary": card_summary(rec, assessment),
+        "summary": card_summary(rec, assessment, settings),
         "indicator": rec.indicator.value,
-        "detail": card_detail(rec, assessment, tags),
+        "detail": detail,
         "source": {"label": SOURCE_LABEL, "url": source_url},
         "overrideReasons": [
             {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display} for code, display in OVERRIDE_REASONS
@@ -70,10 +83,15 @@ def _card(
     if rec.draft_reference is not None:
         # Order hooks: which draft the card is about (the EHR, the audit log and a reviewer can tell them apart).
         card["extension"][CardExtension.DRAFT_ORDER.value] = rec.draft_reference
-    links = [{"label": SOURCES[t][0], "url": SOURCES[t][1], "type": "absolute"} for t in tags]
+    # Section 7.4: the sources the text cites as tags, linked where a DOI was verified.
+    links = [
+        {"label": f"[{tag}] {SOURCES[tag][0]}", "url": SOURCES[tag][1], "type": "absolute"}
+        for tag in cited_tags(detail)
+        if tag in SOURCES
+    ]
     if links:
         card["links"] = links
-    suggestions = [suggestion(s, facts, id_factory) for s in rec.suggestions]
+    suggestions = [suggestion(s, facts, id_factory, products) for s in specs]
     suggestions = [s for s in suggestions if s["actions"]]
     if suggestions:
         card["suggestions"] = suggestions

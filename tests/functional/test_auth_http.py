@@ -96,7 +96,16 @@ def test_discovery_health_and_openapi_answer_without_a_jwt(secured: SecuredApp, 
 
 def test_every_other_route_refuses_a_call_without_a_jwt(secured: SecuredApp) -> None:
     """Walk the app's url map: any route beyond discovery/health/openapi must not answer 2xx anonymously."""
-    public = {"/cds-services", "/healthz", "/readyz", "/openapi.json", "/static/<path:filename>"}
+    # The rules page and its stylesheet hold no patient data: every card links there (issue 15 item 2).
+    public = {
+        "/cds-services",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/static/<path:filename>",
+        "/docs/clinical-rules",
+        "/docs/static/<path:filename>",
+    }
     checked = 0
     for rule in secured.app.url_map.iter_rules():
         if rule.rule in public:

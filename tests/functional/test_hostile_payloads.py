@@ -509,7 +509,10 @@ def test_a_low_magnesium_of_another_patient_produces_no_card_for_this_one(client
     body = check_answer(post(client, PV, foreign))
     codes = [c["extension"]["org.mgcds.recommendation"] for c in body["cards"]]
     assert codes == ["test-serum-mg"]  # as if the foreign result were not there (examples/README.md)
-    assert "another patient" in body["cards"][0]["detail"]
+    # The card shows only this patient's evidence (section 7.4); the note that a result was set aside stays in the
+    # assessment (the audit record, mgcds evaluate).
+    assert "0.41" not in body["cards"][0]["detail"]
+    assert "Serum Mg: no result" in body["cards"][0]["detail"]
 
 
 def test_another_patients_medications_do_not_count(client: FlaskClient) -> None:
@@ -522,8 +525,7 @@ def test_another_patients_medications_do_not_count(client: FlaskClient) -> None:
     # still scores 2, so the MDS is 2 and test-serum-mg remains (mds.min >= 2).
     assert [c["extension"]["org.mgcds.recommendation"] for c in body["cards"]] == ["test-serum-mg"]
     detail = body["cards"][0]["detail"]
-    assert "- Diuretic: 0 " in detail
-    assert "- Proton pump inhibitor: 0 " in detail
+    assert "diuretic 0, PPI 0" in detail
     assert "Lasix" not in detail
     assert "Omeprazole" not in detail
 
@@ -556,8 +558,9 @@ def _assert_inert(text: str, raw: str) -> None:
     """``raw`` does not appear unescaped: no tag, no link syntax, no emphasis, no table, no code fence."""
     assert "<script" not in text
     assert "<img" not in text
-    assert "](javascript:" not in text
-    assert "](https://evil" not in text
+    # A link needs an unescaped "](": "\\](" is a literal bracket (tests/unit/cards renders cards as GFM to prove it).
+    assert re.search(r"(?<!\\)\]\(javascript:", text) is None
+    assert re.search(r"(?<!\\)\]\(https://evil", text) is None
     assert "<https://evil" not in text
     assert "**URGENT**" not in text
     assert "| a | b |" not in text

@@ -19,10 +19,12 @@ from cds_service.engine.facts import Facts
 from cds_service.engine.recommend.types import CreateMedicationRequest
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.engine.vocabulary import RecommendationCode as Code
+from terminology import default_terminology
 from tests.unit.engine.builders import assess_and_recommend, facts, lab, med
 from tests.unit.engine.strategies import any_facts
 
 SETTINGS = ClinicalSettings()
+PRODUCTS = default_terminology().supplement_products()
 SOURCE_URL = "https://mgcds.example.org/docs"
 INDICATORS = {"info", "warning", "critical"}
 OVERRIDE_CODES = {
@@ -90,7 +92,15 @@ def check_card(card: dict[str, Any]) -> None:
 
 def _cards(f: Facts, id_factory: Callable[[], str]) -> list[dict[str, Any]]:
     e = assess_and_recommend(f, SETTINGS)
-    cards = build_cards(e.recommendations, e.assessment, f, source_url=SOURCE_URL, id_factory=id_factory)
+    cards = build_cards(
+        e.recommendations,
+        e.assessment,
+        f,
+        source_url=SOURCE_URL,
+        id_factory=id_factory,
+        settings=SETTINGS,
+        products=PRODUCTS,
+    )
     for card in cards:
         check_card(card)
     return cards
@@ -107,7 +117,7 @@ SCENARIOS: dict[str, tuple[Facts, str]] = {
         "MDS 2/5",
     ),
     Code.TEST_IONIZED_MG: (facts(labs=(lab("serum-magnesium", 0.75), lab("egfr", 95))), "0.75"),
-    Code.CHECK_RENAL_FUNCTION: (facts(labs=(lab("serum-magnesium", 0.6),)), "likely"),
+    Code.CHECK_RENAL_FUNCTION: (facts(labs=(lab("serum-magnesium", 0.6),)), "0.60 mmol/L"),
     Code.SUPPLEMENT_RENAL_CAUTION: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 25))), "eGFR 25"),
     Code.SUPPLEMENT_ORGANIC: (facts(labs=(lab("serum-magnesium", 0.6), lab("egfr", 45))), "300 mg/day"),
     Code.SWITCH_TO_ORGANIC: (
@@ -207,13 +217,64 @@ def test_service_request_suggestion_content(id_factory: Callable[[], str]) -> No
     assert resource["encounter"] == {"reference": "Encounter/e1"}
 
 
-def test_medication_request_divides_the_daily_dose() -> None:
-    resource = medication_request(CreateMedicationRequest("magnesium citrate", 300), "p1", None)
+def test_medication_request_divides_the_daily_dose_in_elemental_magnesium() -> None:
+    # Section 9: 300 mg/day in 2 doses is 150 mg elemental magnesium twice a day, said in the text; the citrate
+    # tablet's "100 MG" is the salt's weight, so no doseQuantity that could be read as milligrams of salt.
+    citrate = PRODUCTS["magnesium citrate"]
+    resource = medication_request(CreateMedicationRequest("magnesium citrate", 300), "p1", None, citrate)
     dosage = resource["dosageInstruction"][0]
-    assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 150
+    assert dosage["text"].startswith("150 mg elemental magnesium as magnesium citrate by mouth twice a day")
+    assert "doseAndRate" not in dosage
     assert dosage["timing"]["repeat"] == {"frequency": 2, "period": 1, "periodUnit": "d"}
-    assert "300 mg elemental magnesium per day" in dosage["text"]
+    assert resource["medicationCodeableConcept"] == {
+        "coding": [
+            {
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "1313985",
+                "display": "magnesium citrate 100 MG Oral Tablet",
+            }
+        ],
+        "text": "Magnesium citrate oral tablet",
+    }
     assert "encounter" not in resource
+
+
+def test_lactate_draft_has_a_dose_quantity_because_its_strength_is_elemental() -> None:
+    # drafts-mg-supplement-products: RxNorm 198936's 84 MG is elemental magnesium (Mag-Tab SR).
+    lactate = PRODUCTS["magnesium lactate"]
+    resource = medication_request(CreateMedicationRequest("magnesium lactate", 300), "p1", None, lactate)
+    dosage = resource["dosageInstruction"][0]
+    assert dosage["doseAndRate"] == [
+        {
+            "doseQuantity": {
+                "value": 150,
+                "unit": "mg elemental magnesium",
+                "system": "http://unitsofmeasure.org",
+                "code": "mg",
+            }
+        }
+    ]
+    assert resource["medicationCodeableConcept"]["coding"][0]["code"] == "198936"
+    assert "84 mg elemental magnesium per tablet" in resource["medicationCodeableConcept"]["text"]
+
+
+def test_a_salt_without_a_verified_code_is_offered_last_and_named(id_factory: Callable[[], str]) -> None:
+    products = {k: v for k, v in PRODUCTS.items() if k != "magnesium citrate"}
+    f = SCENARIOS[Code.SUPPLEMENT_ORGANIC][0]
+    e = assess_and_recommend(f, SETTINGS)
+    (card,) = build_cards(
+        e.recommendations,
+        e.assessment,
+        f,
+        source_url=SOURCE_URL,
+        id_factory=id_factory,
+        settings=SETTINGS,
+        products=products,
+    )
+    concepts = [s["actions"][0]["resource"]["medicationCodeableConcept"] for s in card["suggestions"]]
+    assert [c.get("coding", [{}])[0].get("code") for c in concepts] == ["849497", "198936", None]
+    assert concepts[2] == {"text": "Magnesium citrate tablet"}
+    assert "No verified RxNorm code for magnesium citrate" in card["detail"]
 
 
 def test_switch_is_one_suggestion_with_delete_and_create(id_factory: Callable[[], str]) -> None:
@@ -223,7 +284,9 @@ def test_switch_is_one_suggestion_with_delete_and_create(id_factory: Callable[[]
     (suggestion,) = card["suggestions"]
     assert [a["type"] for a in suggestion["actions"]] == ["delete", "create"]
     assert suggestion["actions"][0]["resourceId"] == "MedicationRequest/mo1"
-    assert suggestion["actions"][1]["resource"]["medicationCodeableConcept"] == {"text": "Magnesium citrate"}
+    concept = suggestion["actions"][1]["resource"]["medicationCodeableConcept"]
+    assert concept["coding"][0]["code"] == "1313985"  # RxNorm magnesium citrate 100 MG Oral Tablet
+    assert "tablet" in concept["text"]
 
 
 def test_contraindicated_card_deletes_the_draft(id_factory: Callable[[], str]) -> None:
@@ -233,19 +296,22 @@ def test_contraindicated_card_deletes_the_draft(id_factory: Callable[[], str]) -
     ]
 
 
-def test_detail_shows_evidence_unknowns_and_sources(id_factory: Callable[[], str]) -> None:
-    f = facts(
-        labs=(lab("egfr", 95), lab("alcohol-drinks-per-day", 0)),
-        meds=(PPI, LOOP),
-        data_notes=("medicationRequests: FHIR server unreachable",),
-    )
+def test_detail_shows_the_deciding_evidence_without_ids_or_urls(id_factory: Callable[[], str]) -> None:
+    f = facts(labs=(lab("egfr", 95), lab("alcohol-drinks-per-day", 0)), meds=(PPI, LOOP), medications_known=False)
     (card,) = _cards(f, id_factory)
     detail = card["detail"]
-    assert "Proton pump inhibitor: 1 (present)" in detail
-    assert PPI.resource_id.replace("-", "\\-") in detail  # ids are markdown-escaped like all EHR text
-    assert "FHIR server unreachable" in detail
-    assert "https://doi.org/10.1093/jn/nxab138" in detail
-    assert "as reported by the laboratory" in detail
+    # Section 7.4: the score with its components, the drugs by name, the eGFR and how it was obtained, what was
+    # not known; no resource id, no code-system URL; the sources as tags, their DOIs in the links.
+    assert "MDS 2/5 (moderate) [FAN21]: diuretic 1, PPI 1, eGFR 0, heavy drinking 0" in detail
+    assert "Omeprazole" in detail
+    assert "Furosemide" in detail
+    assert "eGFR 95 mL/min/1.73 m2, laboratory-reported" in detail
+    assert "Not known: the complete medication list" in detail
+    assert PPI.resource_id not in detail
+    assert "http" not in detail
+    assert "Ionized" not in detail  # not this card's evidence
+    assert "https://doi.org/10.1093/jn/nxab138" in [link["url"] for link in card["links"]]
+    assert len([line for line in detail.splitlines() if line.startswith("- ")]) <= 6
 
 
 def test_spacing_advice_in_detail(id_factory: Callable[[], str]) -> None:
@@ -301,7 +367,7 @@ def test_dual_units_and_unrounded_egfr(id_factory: Callable[[], str]) -> None:
     reported = lab("serum-magnesium", 1.9 * 0.4114)
     reported = replace(reported, evidence=replace(reported.evidence, value="1.9", unit="mg/dL"))
     (card,) = _cards(facts(labs=(reported, lab("egfr", 29.6))), id_factory)
-    assert "0.78 mmol/L (1.9 mg/dL)" in card["summary"]
+    assert "serum Mg 0.78 mmol/L (1.9 mg/dL, low-normal)" in card["summary"]
     assert "eGFR 29.6: oral magnesium only under specialist supervision" in card["detail"]
 
 
@@ -376,7 +442,15 @@ def test_markdown_and_html_injection_in_drug_display_is_escaped(id_factory: Call
 def test_without_patient_id_no_create_suggestions(id_factory: Callable[[], str]) -> None:
     f = Facts(**{**SCENARIOS[Code.TEST_SERUM_MG][0].__dict__, "patient_id": None})
     e = assess_and_recommend(f, SETTINGS)
-    (card,) = build_cards(e.recommendations, e.assessment, f, source_url=SOURCE_URL, id_factory=id_factory)
+    (card,) = build_cards(
+        e.recommendations,
+        e.assessment,
+        f,
+        source_url=SOURCE_URL,
+        id_factory=id_factory,
+        settings=SETTINGS,
+        products=PRODUCTS,
+    )
     assert "suggestions" not in card
     assert "selectionBehavior" not in card
 
@@ -392,7 +466,13 @@ def test_cards_for_any_facts_are_valid(f: Facts) -> None:
     counter = itertools.count(1)
     e = assess_and_recommend(f, SETTINGS)
     cards = build_cards(
-        e.recommendations, e.assessment, f, source_url=SOURCE_URL, id_factory=lambda: f"id-{next(counter)}"
+        e.recommendations,
+        e.assessment,
+        f,
+        source_url=SOURCE_URL,
+        id_factory=lambda: f"id-{next(counter)}",
+        settings=SETTINGS,
+        products=PRODUCTS,
     )
     assert len(cards) == len(e.recommendations)
     for card in cards:
