@@ -228,6 +228,11 @@ def parse_request(body: Any, hook: str | None = None) -> AnyHookRequest:
     """A CDS Hooks request from a JSON body (``hook`` overrides the body's); EvaluateError when it is not one."""
     if not isinstance(body, dict):
         raise EvaluateError("the request is not a JSON object")
+    if "resourceType" in body and "hook" not in body:
+        # A FHIR resource given where a CDS Hooks request belongs: say which option reads it.
+        raise EvaluateError(
+            f"this file is a FHIR {body['resourceType']!s:.40}, not a CDS Hooks request: use --bundle for a Bundle"
+        )
     if hook is not None:
         body = {**body, "hook": hook}
     body.setdefault("hookInstance", str(uuid.uuid4()))
