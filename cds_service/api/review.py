@@ -167,6 +167,32 @@ def _filters_from_args() -> tuple[CallFilter, int, list[str]]:
     return filters, _page_from_args(errors), errors
 
 
+class _RefusalLog:
+    """Logs the 429s at most every 10 s with a count: an attack answered 750 times a second must not flood the log."""
+
+    INTERVAL_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since_logged = 0
+        self._logged_at = -self.INTERVAL_SECONDS
+
+    def note(self, retry_after: int) -> None:
+        """Count one refusal; log when the interval has passed."""
+        with self._lock:
+            self._since_logged += 1
+            now = time.monotonic()
+            if now - self._logged_at < self.INTERVAL_SECONDS:
+                return
+            count, self._since_logged, self._logged_at = self._since_logged, 0, now
+        log.warning(
+            "audit review: reviewer credential checks over budget: %d answered 429 since the last note "
+            "(retry after %d s)",
+            count,
+            retry_after,
+        )
+
+
 def create_review_blueprint(
     audit_log: AuditReader,
     *,
@@ -203,8 +229,10 @@ def create_review_blueprint(
         response.headers["WWW-Authenticate"] = _REALM
         return response
 
+    refusals = _RefusalLog()
+
     def too_many(retry_after: int) -> Response:
-        log.warning("audit review: credential checks over budget, answered 429 (retry after %d s)", retry_after)
+        refusals.note(retry_after)
         response = Response(
             f"Too many reviewer sign-in attempts: retry in {retry_after} s.\n", status=429, mimetype="text/plain"
         )

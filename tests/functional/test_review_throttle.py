@@ -111,9 +111,13 @@ def _parallel(served: Served, jobs: list[tuple[dict[str, str], str]]) -> list[ht
         return list(pool.map(lambda job: served.get(*job), jobs))
 
 
-def test_32_parallel_guesses_from_one_address_hash_only_its_budget(serve: Callable[[AuthThrottle], Served]) -> None:
+def test_32_parallel_guesses_from_one_address_hash_only_its_budget(
+    serve: Callable[[AuthThrottle], Served], caplog: pytest.LogCaptureFixture
+) -> None:
     served = serve(AuthThrottle("3/minute", "100/minute"))
     answers = _parallel(served, [(WRONG, "127.0.0.1")] * 32)
+    noted = [record.getMessage() for record in caplog.records if "over budget" in record.getMessage()]
+    assert len(noted) == 1  # the refusals are counted in one line, not logged one by one
     assert served.hashes() == 3
     assert Counter(answer.status for answer in answers) == {401: 3, 429: 29}
     for answer in answers:
