@@ -259,36 +259,37 @@ def create_review_blueprint(
             return None
         return challenge()
 
-    @bp.get("/dev-login")
-    def dev_login() -> ResponseReturnValue:
-        if dev_link is None:
-            abort(404)
-        if dev_link.session_ok(request.cookies.get(DEV_COOKIE)):
-            return redirect(url_for("audit.index"), code=303)
-        retry_after = checks.acquire(client_key(request.remote_addr))
-        if retry_after is not None:
-            return too_many(retry_after)
-        if not dev_link.matches(request.args.get("token", "")):
-            return Response("This is not the link mgcds serve --dev printed.\n", status=401, mimetype="text/plain")
-        if not dev_link.redeem():
-            return Response(
-                "This one-time link was already used. Restart `mgcds serve --dev` for a new one, "
-                "or set MGCDS_REVIEWER_TOKEN.\n",
-                status=403,
-                mimetype="text/plain",
+    if dev_link is not None:  # development mode only: in production the route does not exist
+        link = dev_link
+
+        @bp.get("/dev-login")
+        def dev_login() -> ResponseReturnValue:
+            if link.session_ok(request.cookies.get(DEV_COOKIE)):
+                return redirect(url_for("audit.index"), code=303)
+            retry_after = checks.acquire(client_key(request.remote_addr))
+            if retry_after is not None:
+                return too_many(retry_after)
+            if not link.matches(request.args.get("token", "")):
+                return Response("This is not the link mgcds serve --dev printed.\n", status=401, mimetype="text/plain")
+            if not link.redeem():
+                return Response(
+                    "This one-time link was already used. Restart `mgcds serve --dev` for a new one, "
+                    "or set MGCDS_REVIEWER_TOKEN.\n",
+                    status=403,
+                    mimetype="text/plain",
+                )
+            response = redirect(url_for("audit.index"), code=303)
+            # The link is spent; the browser that used it keeps a session cookie, sent to /audit only, never to a
+            # script, never from another site.
+            response.set_cookie(
+                DEV_COOKIE,
+                link.session_value,
+                path="/audit",
+                httponly=True,
+                samesite="Strict",
+                secure=request.is_secure,
             )
-        response = redirect(url_for("audit.index"), code=303)
-        # The link is spent; the browser that used it keeps a session cookie, sent to /audit only, never to a
-        # script, never from another site.
-        response.set_cookie(
-            DEV_COOKIE,
-            dev_link.session_value,
-            path="/audit",
-            httponly=True,
-            samesite="Strict",
-            secure=request.is_secure,
-        )
-        return response
+            return response
 
     @bp.after_request
     def _headers(response: Response) -> Response:
