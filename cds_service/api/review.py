@@ -116,7 +116,7 @@ def _text_filter(name: str, errors: list[str]) -> str | None:
         errors.append(f"{name}: must not contain control characters")
         return None
     if name == "recommendation" and not _RECOMMENDATION.fullmatch(value):
-        errors.append("recommendation: a code such as test-serum-mg (lowercase letters, digits and hyphens)")
+        errors.append("recommendation: a code such as test-serum-mg (lowercase letters, digits, hyphens, dots)")
         return None
     return value
 

@@ -115,7 +115,8 @@ def test_list_by_hook_instance_and_json_names_it(settings: Settings, capsys: pyt
     first, second = make_call(patient_id="pat-A"), make_call(patient_id="pat-A", minutes=1)
     ids = [log.record_call(first), log.record_call(second)]
     log.close()
-    assert first.hook_instance and first.hook_instance != second.hook_instance
+    assert first.hook_instance
+    assert first.hook_instance != second.hook_instance
     assert _list(settings, capsys, "--hook-instance", first.hook_instance) == [ids[0]]
     assert _list(settings, capsys, "--hook-instance", "no-such-instance") == []
     assert main(["audit", "list", "--json"], settings=settings) == 0
