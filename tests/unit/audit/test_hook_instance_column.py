@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import inspect, text
 
 from cds_service.audit.entries import make_entry
+from cds_service.audit.memory import InMemoryAuditLog
 from cds_service.audit.model import CallFilter, PendingEntry
 from cds_service.audit.records import AuditEventType, CallRecord, call_to_payload
 from cds_service.audit.schema import SCHEMA_VERSION, records_table
@@ -92,3 +93,15 @@ def test_the_api_refuses_a_hook_instance_the_column_could_not_hold() -> None:
     for bad in ("h" * 201, "a\x00b", "a\nb"):
         with pytest.raises(ValidationError):
             PatientViewRequest.model_validate({**base, "hookInstance": bad})
+
+
+def test_the_in_memory_log_filters_by_hook_instance_too() -> None:
+    log = InMemoryAuditLog()
+    calls = [make_call(patient_id=f"p{i}", minutes=i) for i in range(2)]
+    for call in calls:
+        log.record_call(call)
+    found, total = log.list_calls(CallFilter(hook_instance=calls[0].hook_instance))
+    assert total == 1
+    assert found[0].payload["hook_instance"] == calls[0].hook_instance
+    assert log.summary(CallFilter(hook_instance=calls[1].hook_instance)).calls == 1
+    log.close()
