@@ -46,6 +46,7 @@ def create_app(
 
     from cds_service.api import register_api
     from cds_service.api.review import create_review_blueprint
+    from cds_service.api.review_auth import AuthThrottle, DevReviewLink
     from cds_service.config import load_settings
     from cds_service.factory import build_runtime
     from cds_service.logging import configure_logging, logging_configured
@@ -76,13 +77,21 @@ def create_app(
     app.extensions["mgcds.runtime"] = runtime
     app.extensions["mgcds.services"] = build_registry(runtime.terminology.observation_search_codes())
     register_api(app, settings)
-    # The review page has its own credential, outside the EHR-facing JWT domain: EHR tokens never open it.
+    # The review page has its own credential, outside the EHR-facing JWT domain: EHR tokens never open it. The
+    # --dev link opens it too, in development mode only, whatever else is set.
+    dev_link = (
+        DevReviewLink(settings.dev_review_token, settings.instance_path)
+        if settings.dev and settings.dev_review_token
+        else None
+    )
     app.register_blueprint(
         create_review_blueprint(
             runtime.audit_reader,
             reviewer_token=settings.reviewer_token,
             reviewer_user=settings.reviewer_user,
             reviewer_password_hash=settings.reviewer_password_hash,
+            throttle=AuthThrottle(settings.reviewer_auth_client_limit, settings.reviewer_auth_global_limit),
+            dev_link=dev_link,
         )
     )
     log = logging.getLogger("mgcds")

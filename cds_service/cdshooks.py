@@ -98,7 +98,9 @@ class _HookRequestBase(_Wire):
     """What every CDS Hooks 2.0 service request carries besides its hook's context."""
 
     hook: str = Field(min_length=1, max_length=200)
-    hookInstance: str = Field(min_length=1, max_length=200)  # noqa: N815 - the spec's field name
+    hookInstance: Annotated[  # noqa: N815 - the spec's field name
+        str, Field(min_length=1, max_length=limits.HOOK_INSTANCE_MAX), NoControl
+    ]
     fhirServer: str | None = Field(default=None, max_length=2000)  # noqa: N815
     fhirAuthorization: FhirAuthorization | None = None  # noqa: N815
     prefetch: dict[str, Any] | None = None

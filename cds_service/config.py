@@ -182,6 +182,18 @@ def password_hash(raw: str) -> str:
     return value
 
 
+def rate_limits(raw: str) -> str:
+    """One or more rates in the ``limits`` package's notation, ``;``-separated: ``5/minute;30/hour``."""
+    from limits import parse_many
+
+    value = non_empty_text(raw)
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"expected rates such as 5/minute;30/hour, got {raw!r}") from None
+    return value
+
+
 def loinc(raw: str) -> str:
     """A LOINC code (``19123-9``)."""
     value = raw.strip()
@@ -230,6 +242,11 @@ class Settings:
     reviewer_token: str = _setting("", text)
     reviewer_user: str = _setting("reviewer", non_empty_text)
     reviewer_password_hash: str = _setting("", password_hash)
+    # Checks of a reviewer credential not already verified, per client address and for all clients together
+    # (each check may cost a scrypt hash; beyond either budget a check is 429 before any hashing: issue 16 B11).
+    # Kept in each worker process's memory: with N workers, N times these (docs/security.md).
+    reviewer_auth_client_limit: str = _setting("5/minute;30/hour", rate_limits)
+    reviewer_auth_global_limit: str = _setting("1/second;20/minute", rate_limits)
     max_body_bytes: int = _setting(5 * 1024 * 1024, integer(1))
     cors_origins: tuple[str, ...] = _setting((), comma_list)
     # FHIR client
@@ -264,6 +281,9 @@ class Settings:
     # Benchmark only: mounts POST /bench/floor, the framework-cost floor of bench/run.py. Never on by default.
     bench_floor: bool = _setting(False, boolean)
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
+    # The one-time link to /audit printed by `mgcds serve --dev` (generated there, before gunicorn forks, so every
+    # worker knows it). Never read from the environment, and ignored unless ``dev`` is on (issue 18 item 3).
+    dev_review_token: str = field(default="", repr=False)
 
     @property
     def resolved_audit_url(self) -> str:
@@ -314,7 +334,7 @@ class Variable:
 
 def _settings_fields() -> Iterator[Field[Any]]:
     for f in fields(Settings):
-        if f.name != "clinical":
+        if _PARSER_KEY in f.metadata:  # clinical has its own variables; dev_review_token has none
             yield f
 
 
@@ -351,6 +371,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def validate(settings: Settings) -> None:
     """Reject combinations of settings that cannot work, with a message naming the variables."""
+    if settings.dev_review_token and not settings.dev:
+        raise ConfigurationError("a development review link exists only in development mode (mgcds serve --dev)")
     c = settings.clinical
     if not 0 < c.ionized_low_mmol_l < c.ionized_high_mmol_l:
         raise ConfigurationError(

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
 import time
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from werkzeug.security import check_password_hash
 
+from cds_service.api.review_auth import DEV_COOKIE, AuthThrottle, DevReviewLink, VerifiedCredentials, client_key
+from cds_service.audit import limits
 from cds_service.audit.chain import ChainReport
-from cds_service.audit.model import CallFilter, StoredRecord
+from cds_service.audit.model import CallFilter, StoredRecord, Summary
 from cds_service.audit.records import AuditEventType, parse_moment
+from cds_service.config import Settings
 from cds_service.errors import AuditStoreError
 from cds_service.interfaces import AuditReader
 
@@ -57,23 +62,78 @@ class _ChainStatusCache:
             return self._report
 
 
-def _credential_ok(reviewer_token: str, reviewer_user: str, reviewer_password_hash: str) -> bool:
+# Every query parameter the list reads; anything else is ignored (and never passed on to url_for, where names such
+# as _scheme or _external would change the links the pager builds).
+FILTER_NAMES = ("patient", "user", "hook_instance", "since", "until", "recommendation", "outcome")
+MAX_PAGE = 100_000  # 2.5 million calls back: beyond any review, and an OFFSET every store handles
+_PAGE = re.compile(r"[0-9]{1,6}")  # ASCII digits only: int() would also read '+3', ' 4', '1_0' and Arabic digits
+_RECOMMENDATION = re.compile(r"[a-z0-9][a-z0-9.-]*")
+_RECORD_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{limits.RECORD_ID_COLUMN}}}")
+_TEXT_MAX = {
+    "patient": limits.CONTEXT_ID_MAX,
+    "user": limits.CONTEXT_ID_MAX,
+    "hook_instance": limits.HOOK_INSTANCE_MAX,
+    "recommendation": limits.RECOMMENDATION_COLUMN,
+}
+_NO_CALLS = Summary(0, 0, 0, 0, 0, 0, {}, {})
+
+
+def _presented_credential(reviewer_token: str, reviewer_password_hash: str) -> tuple[str, ...] | None:
+    """The credential the request presents, if it is of a kind configured here (else nothing to check)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and reviewer_token:
-        # Constant-time compare; an EHR JWT is simply a different string and fails here.
-        return hmac.compare_digest(value.strip().encode("utf-8"), reviewer_token.encode("utf-8"))
+        return ("bearer", value.strip())
     if scheme.lower() == "basic" and reviewer_password_hash:
         auth = request.authorization
         if auth is None or auth.type != "basic" or auth.username is None or auth.password is None:
-            return False
-        user_ok = hmac.compare_digest(auth.username.encode("utf-8"), reviewer_user.encode("utf-8"))
-        password_ok = check_password_hash(reviewer_password_hash, auth.password)
-        return user_ok and password_ok
-    return False
+            return None
+        return ("basic", auth.username, auth.password)
+    return None
 
 
-def _filters_from_args() -> tuple[CallFilter, list[str]]:
+def _credential_ok(
+    presented: tuple[str, ...], reviewer_token: str, reviewer_user: str, reviewer_password_hash: str
+) -> bool:
+    if presented[0] == "bearer":
+        # Constant-time compare; an EHR JWT is simply a different string and fails here.
+        return hmac.compare_digest(presented[1].encode("utf-8"), reviewer_token.encode("utf-8"))
+    _, username, password = presented
+    user_ok = hmac.compare_digest(username.encode("utf-8"), reviewer_user.encode("utf-8"))
+    password_ok = check_password_hash(reviewer_password_hash, password)  # hashed whatever the user: same timing
+    return user_ok and password_ok
+
+
+def _text_filter(name: str, errors: list[str]) -> str | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    longest = _TEXT_MAX[name]
+    if len(value) > longest:
+        errors.append(f"{name}: at most {longest} characters (got {len(value)})")
+        return None
+    if any(ch in limits.CONTROL_CHARACTERS for ch in value):
+        errors.append(f"{name}: must not contain control characters")
+        return None
+    if name == "recommendation" and not _RECOMMENDATION.fullmatch(value):
+        errors.append("recommendation: a code such as test-serum-mg (lowercase letters, digits, hyphens, dots)")
+        return None
+    return value
+
+
+def _page_from_args(errors: list[str]) -> int:
+    text = request.args.get("page", "").strip()
+    if not text:
+        return 1
+    if not _PAGE.fullmatch(text) or not 1 <= int(text) <= MAX_PAGE:
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        errors.append(f"page: a whole number from 1 to {MAX_PAGE} (got {shown!r})")
+        return 1
+    return int(text)
+
+
+def _filters_from_args() -> tuple[CallFilter, int, list[str]]:
+    """The list's filters and page from the query string, and what is wrong with them (issue 16 B10)."""
     errors: list[str] = []
     args = request.args
 
@@ -91,23 +151,62 @@ def _filters_from_args() -> tuple[CallFilter, list[str]]:
     if outcome is not None and outcome not in OUTCOMES:
         errors.append(f"outcome must be one of {', '.join(OUTCOMES)}")
         outcome = None
-    return (
-        CallFilter(
-            patient_id=args.get("patient", "").strip() or None,
-            user_id=args.get("user", "").strip() or None,
-            since=moment("since", end_of_day=False),
-            until=moment("until", end_of_day=True),
-            recommendation=args.get("recommendation", "").strip() or None,
-            outcome=outcome,
-        ),
-        errors,
+    since = moment("since", end_of_day=False)
+    until = moment("until", end_of_day=True)
+    if since is not None and until is not None and since > until:
+        errors.append("since is after until: no call can match")
+    filters = CallFilter(
+        patient_id=_text_filter("patient", errors),
+        user_id=_text_filter("user", errors),
+        hook_instance=_text_filter("hook_instance", errors),
+        since=since,
+        until=until,
+        recommendation=_text_filter("recommendation", errors),
+        outcome=outcome,
     )
+    return filters, _page_from_args(errors), errors
+
+
+class _RefusalLog:
+    """Logs the 429s at most every 10 s with a count: an attack answered 750 times a second must not flood the log."""
+
+    INTERVAL_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since_logged = 0
+        self._logged_at = -self.INTERVAL_SECONDS
+
+    def note(self, retry_after: int) -> None:
+        """Count one refusal; log when the interval has passed."""
+        with self._lock:
+            self._since_logged += 1
+            now = time.monotonic()
+            if now - self._logged_at < self.INTERVAL_SECONDS:
+                return
+            count, self._since_logged, self._logged_at = self._since_logged, 0, now
+        log.warning(
+            "audit review: reviewer credential checks over budget: %d answered 429 since the last note "
+            "(retry after %d s)",
+            count,
+            retry_after,
+        )
 
 
 def create_review_blueprint(
-    audit_log: AuditReader, *, reviewer_token: str, reviewer_user: str, reviewer_password_hash: str
+    audit_log: AuditReader,
+    *,
+    reviewer_token: str,
+    reviewer_user: str,
+    reviewer_password_hash: str,
+    throttle: AuthThrottle | None = None,
+    dev_link: DevReviewLink | None = None,
 ) -> Blueprint:
-    """The /audit blueprint, guarded by the reviewer credential (otherwise 401 with a basic challenge)."""
+    """The /audit blueprint, guarded by the reviewer credential (otherwise 401 with a basic challenge).
+
+    ``throttle`` bounds the credential checks (the settings' defaults when None); ``dev_link`` is the one-time link
+    of ``mgcds serve --dev``, and only create_app in development mode passes one.
+    """
     bp = Blueprint(
         "audit",
         __name__,
@@ -117,16 +216,80 @@ def create_review_blueprint(
         static_url_path="/static",
     )
     chain_cache = _ChainStatusCache()
-    if not reviewer_token and not reviewer_password_hash:
+    if throttle is None:
+        defaults = Settings()
+        throttle = AuthThrottle(defaults.reviewer_auth_client_limit, defaults.reviewer_auth_global_limit)
+    checks = throttle
+    verified = VerifiedCredentials()
+    if not reviewer_token and not reviewer_password_hash and dev_link is None:
         log.warning("no reviewer credential configured: /audit answers 401 to everyone")
 
-    @bp.before_request
-    def _require_reviewer() -> Response | None:
-        if _credential_ok(reviewer_token, reviewer_user, reviewer_password_hash):
-            return None
+    def challenge() -> Response:
         response = Response("Reviewer credential required.\n", status=401, mimetype="text/plain")
         response.headers["WWW-Authenticate"] = _REALM
         return response
+
+    refusals = _RefusalLog()
+
+    def too_many(retry_after: int) -> Response:
+        refusals.note(retry_after)
+        response = Response(
+            f"Too many reviewer sign-in attempts: retry in {retry_after} s.\n", status=429, mimetype="text/plain"
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    @bp.before_request
+    def _require_reviewer() -> Response | None:
+        if request.endpoint == "audit.dev_login":
+            return None  # the link checks its own token
+        if dev_link is not None and dev_link.session_ok(request.cookies.get(DEV_COOKIE)):
+            return None
+        presented = _presented_credential(reviewer_token, reviewer_password_hash)
+        if presented is None:
+            return challenge()
+        if verified.known(*presented):
+            return None
+        # The budget is taken before the check, so no guess beyond it reaches scrypt (issue 16 B11).
+        retry_after = checks.acquire(client_key(request.remote_addr))
+        if retry_after is not None:
+            return too_many(retry_after)
+        if _credential_ok(presented, reviewer_token, reviewer_user, reviewer_password_hash):
+            verified.remember(*presented)
+            return None
+        return challenge()
+
+    if dev_link is not None:  # development mode only: in production the route does not exist
+        link = dev_link
+
+        @bp.get("/dev-login")
+        def dev_login() -> ResponseReturnValue:
+            if link.session_ok(request.cookies.get(DEV_COOKIE)):
+                return redirect(url_for("audit.index"), code=303)
+            retry_after = checks.acquire(client_key(request.remote_addr))
+            if retry_after is not None:
+                return too_many(retry_after)
+            if not link.matches(request.args.get("token", "")):
+                return Response("This is not the link mgcds serve --dev printed.\n", status=401, mimetype="text/plain")
+            if not link.redeem():
+                return Response(
+                    "This one-time link was already used. Restart `mgcds serve --dev` for a new one, "
+                    "or set MGCDS_REVIEWER_TOKEN.\n",
+                    status=403,
+                    mimetype="text/plain",
+                )
+            response = redirect(url_for("audit.index"), code=303)
+            # The link is spent; the browser that used it keeps a session cookie, sent to /audit only, never to a
+            # script, never from another site.
+            response.set_cookie(
+                DEV_COOKIE,
+                link.session_value,
+                path="/audit",
+                httponly=True,
+                samesite="Strict",
+                secure=request.is_secure,
+            )
+            return response
 
     @bp.after_request
     def _headers(response: Response) -> Response:
@@ -141,17 +304,18 @@ def create_review_blueprint(
 
     @bp.get("/")
     def index() -> tuple[str, int]:
-        filters, errors = _filters_from_args()
-        try:
-            page = max(1, int(request.args.get("page", "1")))
-        except ValueError:
-            page = 1
-        calls, total = audit_log.list_calls(filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        filters, page, errors = _filters_from_args()
+        calls: list[StoredRecord]
+        if errors:
+            # Nothing is listed under a filter that was not understood: a list without it would look like its answer.
+            calls, total, summary = [], 0, _NO_CALLS
+        else:
+            calls, total = audit_log.list_calls(filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+            summary = audit_log.summary(filters)
         feedback = audit_log.feedback_for([call.record_id for call in calls])
-        summary = audit_log.summary(filters)
         chain = chain_cache.get(audit_log, fresh=False)
         pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-        kept: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page" and v}
+        kept: dict[str, Any] = {name: request.args[name] for name in FILTER_NAMES if request.args.get(name)}
 
         def page_url(number: int) -> str:
             return url_for("audit.index", page=number, **kept)
@@ -176,6 +340,8 @@ def create_review_blueprint(
 
     @bp.get("/calls/<record_id>")
     def call_detail(record_id: str) -> str:
+        if not _RECORD_ID.fullmatch(record_id):
+            abort(404)  # not an id we issue; never sent to the store (a NUL would upset PostgreSQL)
         record = audit_log.get(record_id)
         if record is None or record.event_type != AuditEventType.SERVICE_CALL:
             abort(404)

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cds_service.audit.limits import CONTROL_CHARACTERS, HOOK_INSTANCE_COLUMN
+
 GENESIS_HASH = "0" * 64
 
 
@@ -62,7 +64,19 @@ INDEX_FIELDS: tuple[str, ...] = (
     "card_uuid",
     "outcome",
     "http_status",
+    "hook_instance",
 )
+# hookInstance became a column in schema 3, after the API had accepted any text of up to 200 characters there; a
+# stored value the column cannot hold (a control character, PostgreSQL's NUL) stays in the payload, the column NULL.
+
+
+def indexed_value(payload: Mapping[str, Any], name: str) -> Any:
+    """The value of column ``name`` for a payload: what the writer stores, the migration fills and verify expects."""
+    value = payload.get(name)
+    if name == "hook_instance" and isinstance(value, str):
+        fits = len(value) <= HOOK_INSTANCE_COLUMN and not any(ch in CONTROL_CHARACTERS for ch in value)
+        return value if fits else None
+    return value
 
 
 @dataclass(frozen=True)
@@ -124,7 +138,7 @@ def _check_row(row: Mapping[str, Any], expected_seq: int, prev_hash: str) -> str
     if payload.get("record_id") != row["record_id"] or payload.get("event_type") != row["event_type"]:
         return "record id or event type differs from the hashed payload"
     for name in INDEX_FIELDS:
-        if payload.get(name) != row[name]:
+        if indexed_value(payload, name) != row[name]:
             return f"column {name} differs from the hashed payload: it was edited"
     return None
 

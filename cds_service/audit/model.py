@@ -58,6 +58,7 @@ class CallFilter:
     until: datetime | None = None
     recommendation: str | None = None
     outcome: str | None = None
+    hook_instance: str | None = None
 
 
 @dataclass(frozen=True)

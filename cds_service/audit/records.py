@@ -148,8 +148,20 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+MOMENT_MAX_LENGTH = 40  # the longest ISO 8601 date-time with microseconds and an offset has 32
+MAX_UTC_OFFSET = timedelta(hours=14)  # the widest offset in use (UTC+14, Line Islands; UTC-12 the other way)
+
+
 def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
-    """A filter bound: ISO 8601 date or date-time (naive is UTC); ``end_of_day``: a bare date inclusive."""
+    """A filter bound in UTC: ISO 8601 date or date-time (naive is UTC); ``end_of_day``: a bare date inclusive.
+
+    ValueError, saying why, for anything else: malformed text, an offset beyond +/-14:00, or a moment that is not
+    within years 1-9999 once in UTC (``9999-12-31T23:59-14:00``), which Python could not even represent.
+    """
+    if len(text) > MOMENT_MAX_LENGTH:
+        raise ValueError(f"not an ISO 8601 date or date-time: longer than {MOMENT_MAX_LENGTH} characters")
+    if not (text.isascii() and text.isprintable()):
+        raise ValueError(f"not an ISO 8601 date or date-time: {text!r}")
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
@@ -158,7 +170,15 @@ def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(f"not an ISO 8601 date or date-time: {text!r}") from exc
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    offset = parsed.utcoffset()
+    if offset is None:
+        return parsed.replace(tzinfo=UTC)
+    if abs(offset) > MAX_UTC_OFFSET:
+        raise ValueError(f"UTC offset out of range (at most +/-14:00): {text!r}")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"out of range: {text!r} is not within years 1-9999 in UTC") from None
 
 
 def call_to_payload(record: CallRecord) -> dict[str, Any]:

@@ -52,14 +52,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from cds_service.audit import limits
-from cds_service.audit.chain import GENESIS_HASH
+from cds_service.audit.chain import GENESIS_HASH, indexed_value
 from cds_service.audit.deadline import StoreTimeout, time_limit
 from cds_service.audit.index_keys import card_rows, feedback_row
 from cds_service.errors import AuditStoreError
 
 log = logging.getLogger("mgcds.audit")
 
-SCHEMA_VERSION = "2"  # 2: card index with origin and subject keys, feedback index (links at read time)
+# 2: card index with origin and subject keys, feedback index (links at read time)
+# 3: records.hook_instance, indexed (the review filter ?hook_instance=, mgcds audit list --hook-instance)
+SCHEMA_VERSION = "3"
 HEAD_ID = 1
 _ID = limits.RECORD_ID_COLUMN
 READ_ONLY_OPTION = "mgcds_read_only"
@@ -97,6 +99,8 @@ records_table = Table(
     Column("service_id", String(limits.SERVICE_ID_COLUMN), nullable=False),
     Column("patient_id", String(limits.CONTEXT_ID_COLUMN), nullable=True, index=True),
     Column("user_id", String(limits.CONTEXT_ID_COLUMN), nullable=True, index=True),
+    # Added in schema 3 (nullable: `mgcds audit init` adds it to an older table and fills it from the payloads).
+    Column("hook_instance", String(limits.HOOK_INSTANCE_COLUMN), nullable=True, index=True),
     Column("card_uuid", String(limits.CARD_ID_COLUMN), nullable=True, index=True),
     Column("outcome", String(limits.OUTCOME_COLUMN), nullable=True),
     Column("http_status", Integer, nullable=True),
@@ -248,7 +252,7 @@ def create_store_engine(
 
 
 def init_schema(engine: Engine) -> None:
-    """Create the tables and the head row if absent, or bring a version 1 store to 2 (``mgcds audit init``)."""
+    """Create the tables and the head row if absent, or bring a version 1 or 2 store to 3 (``mgcds audit init``)."""
     try:
         metadata.create_all(engine, checkfirst=True)
         with engine.begin() as conn:
@@ -257,8 +261,10 @@ def init_schema(engine: Engine) -> None:
             ).scalar_one_or_none()
             if version is None:
                 conn.execute(insert(meta_table).values(key="schema_version", value=SCHEMA_VERSION))
-            elif version == "1":
-                _migrate_from_1(conn)
+            elif version in {"1", "2"}:
+                if version == "1":
+                    _migrate_from_1(conn)
+                _migrate_from_2(conn)
                 conn.execute(
                     update(meta_table).where(meta_table.c.key == "schema_version").values(value=SCHEMA_VERSION)
                 )
@@ -307,6 +313,35 @@ def _migrate_from_1(conn: Connection) -> None:
     log.warning(
         "audit store migrated from schema 1 to %s: index tables filled from %d records", SCHEMA_VERSION, migrated
     )
+
+
+def _migrate_from_2(conn: Connection) -> None:
+    """Add ``records.hook_instance`` with its index and fill it from the hashed payloads (records unchanged)."""
+    column = records_table.c.hook_instance
+    present = {c["name"] for c in inspect(conn).get_columns(records_table.name)}
+    if column.name not in present:
+        ddl_type = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {records_table.name} ADD COLUMN {column.name} {ddl_type}")
+    for index in records_table.indexes:
+        index.create(conn, checkfirst=True)
+    after = 0
+    filled = 0
+    while True:
+        rows = conn.execute(
+            select(records_table.c.seq, records_table.c.payload)
+            .where(records_table.c.seq > after, records_table.c.event_type == "service-call")
+            .order_by(records_table.c.seq)
+            .limit(500)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            value = indexed_value(json.loads(row.payload), column.name)
+            if value is not None:
+                conn.execute(update(records_table).where(records_table.c.seq == row.seq).values(hook_instance=value))
+                filled += 1
+        after = int(rows[-1].seq)
+    log.warning("audit store migrated to schema %s: hook_instance filled for %d calls", SCHEMA_VERSION, filled)
 
 
 def check_schema(engine: Engine, time_limit_seconds: float = STATEMENT_TIMEOUT_SECONDS) -> None:

@@ -190,6 +190,8 @@ class SqlAuditReader:
             conditions.append(r.patient_id == filters.patient_id)
         if filters.user_id:
             conditions.append(r.user_id == filters.user_id)
+        if filters.hook_instance:
+            conditions.append(r.hook_instance == filters.hook_instance)
         if filters.since is not None:
             conditions.append(r.occurred_at >= format_timestamp(filters.since))
         if filters.until is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, String, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
-from cds_service.audit.chain import INDEX_FIELDS, entry_hash, sha256_hex
+from cds_service.audit.chain import INDEX_FIELDS, entry_hash, indexed_value, sha256_hex
 from cds_service.audit.deadline import StoreTimeout, time_limit
 from cds_service.audit.index_keys import card_rows, feedback_row
 from cds_service.audit.limits import CONTROL_CHARACTERS
@@ -84,7 +84,7 @@ def _prepare(entry: PendingEntry) -> _Prepared:
         columns: dict[str, Any] = {
             "record_id": entry.record_id,
             "event_type": entry.event_type,
-            **{name: payload.get(name) for name in INDEX_FIELDS},
+            **{name: indexed_value(payload, name) for name in INDEX_FIELDS},
             "payload": entry.payload_text,
         }
         cards = card_rows(entry.record_id, payload) if entry.event_type == AuditEventType.SERVICE_CALL else []

@@ -44,6 +44,19 @@ def _until(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _count(maximum: int, *, minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}, got {value}")
+        return value
+
+    return parse
+
+
 def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
     """Add ``audit`` and its sub-commands; each sets ``func(args) -> int`` (the exit status)."""
     audit = subparsers.add_parser("audit", help="the append-only audit log")
@@ -69,12 +82,13 @@ def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
     listing = commands.add_parser("list", help="list service calls with their cards and feedback")
     listing.add_argument("--patient", help="patient id")
     listing.add_argument("--user", help="user id (context.userId)")
+    listing.add_argument("--hook-instance", help="the call's hookInstance (the EHR's id of that hook invocation)")
     listing.add_argument("--since", type=_since, help="ISO 8601 date or date-time (UTC if no offset)")
     listing.add_argument("--until", type=_until, help="ISO 8601 date or date-time; a bare date includes that day")
     listing.add_argument("--recommendation", help="recommendation code, e.g. test-serum-mg")
     listing.add_argument("--outcome", choices=["accepted", "overridden", "none"], help="feedback outcome")
-    listing.add_argument("--limit", type=int, default=100)
-    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=_count(100_000, minimum=1), default=100)
+    listing.add_argument("--offset", type=_count(2**62, minimum=0), default=0)  # within every store's OFFSET
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     bind(listing, _cmd_list)
 
@@ -182,6 +196,7 @@ def call_summary(call: StoredRecord, feedback: list[StoredRecord]) -> dict[str, 
         "occurred_at": call.occurred_at,
         "service_id": p["service_id"],
         "hook": p.get("hook"),
+        "hook_instance": p.get("hook_instance"),
         "patient_id": p.get("patient_id"),
         "user_id": p.get("user_id"),
         "http_status": p.get("http_status"),
@@ -207,6 +222,7 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     filters = CallFilter(
         patient_id=args.patient,
         user_id=args.user,
+        hook_instance=args.hook_instance,
         since=args.since,
         until=args.until,
         recommendation=args.recommendation,

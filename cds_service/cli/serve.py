@@ -40,6 +40,26 @@ def dev_banner(settings: Settings) -> str:
     return DEV_BANNER_WITH_REGISTRY if settings.trusted_issuers is not None else DEV_BANNER
 
 
+def dev_review_url(settings: Settings) -> str:
+    """The one-time link to the review page for this --dev start (a wildcard bind is opened on loopback)."""
+    from cds_service.api.review_auth import DEV_LINK_PATH
+
+    host = settings.host
+    if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - recognising a wildcard bind, not binding one
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}{DEV_LINK_PATH}?token={settings.dev_review_token}"
+
+
+def dev_review_line(settings: Settings) -> str:
+    """The banner's line with the review link."""
+    return (
+        f"Review page (/audit), one-time link for this start, exchanged for a session cookie when opened:\n"
+        f"  {dev_review_url(settings)}\n"
+    )
+
+
 def register(subparsers: Subparsers, get_settings: SettingsSource) -> None:
     """Add ``serve`` and its flags (each overrides its MGCDS_ variable)."""
     serve = subparsers.add_parser("serve", help="serve the CDS Hooks service under gunicorn")
@@ -78,6 +98,7 @@ def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
     from gunicorn.app.base import BaseApplication
 
     from cds_service import create_app
+    from cds_service.api.review_auth import new_dev_review_token
     from cds_service.logging import configure_logging
     from cds_service.runtime import Runtime
 
@@ -90,7 +111,10 @@ def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
     settings = get_settings().with_overrides(**overrides)
     configure_logging(settings.log_level)
     if settings.dev:
+        # Made here, before gunicorn forks, so that every worker knows the token; only here, only with --dev.
+        settings = settings.with_overrides(dev_review_token=new_dev_review_token(settings.instance_path))
         print(dev_banner(settings), file=sys.stderr)
+        print(dev_review_line(settings), file=sys.stderr)
     # Build once in the master so that configuration errors stop the start with a clear message, not a worker
     # crash loop; then release it: each worker builds its own app (the audit writer thread does not survive fork).
     probe: Runtime = create_app(settings).extensions["mgcds.runtime"]

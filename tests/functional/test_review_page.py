@@ -12,10 +12,13 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from cds_service.api.review import create_review_blueprint
+from cds_service.api.review_auth import AuthThrottle
 from cds_service.audit.store import SqlAuditStore
 from tests.unit.audit.helpers import AuditPair, make_call, make_card, make_feedback, sqlite_pair
 
 TOKEN = "reviewer-token-0123456789abcdef"
+# These tests are about what the page shows; the budgets of credential checks have tests of their own.
+UNTHROTTLED = AuthThrottle("10000/second", "10000/second")
 USER = "auditor"
 PASSWORD = "correct horse battery staple"
 # Shaped like an EHR's ES384 JWT (header {"alg":"ES384","typ":"JWT"}); it must not open the page.
@@ -56,6 +59,7 @@ def client(audit_log: AuditPair) -> FlaskClient:
             reviewer_token=TOKEN,
             reviewer_user=USER,
             reviewer_password_hash=generate_password_hash(PASSWORD),
+            throttle=UNTHROTTLED,
         )
     )
     return app.test_client()

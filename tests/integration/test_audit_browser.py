@@ -16,6 +16,7 @@ from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
 from cds_service.api.review import create_review_blueprint
+from cds_service.api.review_auth import DevReviewLink, new_dev_review_token
 from tests.conftest import PROJECT_ROOT
 from tests.unit.audit.helpers import AuditPair, make_call, make_card, make_feedback, sqlite_pair
 
@@ -123,3 +124,83 @@ def test_reviewer_finds_and_reads_a_call(server: str) -> None:
         finally:
             browser.close()
     assert (ARTIFACTS / "audit-call.png").stat().st_size > 10_000
+
+
+@pytest.fixture
+def dev_server(audit_log: AuditPair, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """The review blueprint as `mgcds serve --dev` builds it (no credential configured, the one-time link armed)."""
+    instance = tmp_path / "instance"
+    token = new_dev_review_token(instance)
+    app = Flask(__name__)
+    app.register_blueprint(
+        create_review_blueprint(
+            audit_log.reader,
+            reviewer_token="",
+            reviewer_user="reviewer",
+            reviewer_password_hash="",
+            dev_link=DevReviewLink(token, instance),
+        )
+    )
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}", token
+    httpd.shutdown()
+    thread.join(timeout=5)
+    httpd.server_close()
+
+
+def test_a_newcomer_opens_the_dev_link_once_and_filters_by_hook_instance(dev_server: tuple[str, str]) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install the Debian package `chromium` to run the browser test")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
+    server, token = dev_server
+    link = f"{server}/audit/dev-login?token={token}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            violations: list[str] = []
+            page.on("console", lambda message: violations.append(message.text))
+            page.goto(link)
+            page.wait_for_url(f"{server}/audit/")  # the token left the address bar
+            assert page.locator("table[data-testid=calls] tbody tr").count() == 3
+            (cookie,) = context.cookies()
+            assert cookie["httpOnly"] is True
+            assert cookie["sameSite"] == "Strict"
+            assert cookie["path"] == "/audit"
+            assert token not in cookie["value"]
+            # The stylesheet loaded under the unchanged CSP (the cookie goes with it: Path=/audit).
+            assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(246, 247, 249)"
+            instances = page.get_by_test_id("hook-instance")
+            assert instances.count() == 3
+            wanted = instances.nth(1).inner_text()
+            instances.nth(1).click()
+            page.wait_for_url("**/audit/?hook_instance=*")
+            rows = page.locator("table[data-testid=calls] tbody tr")
+            assert rows.count() == 1
+            assert wanted in rows.first.inner_text()
+            rows.first.locator("a").first.click()
+            page.wait_for_url("**/audit/calls/*")
+            assert page.get_by_test_id("hook-instance").inner_text() == wanted
+            page.screenshot(path=str(ARTIFACTS / "audit-dev-link.png"), full_page=True)
+            assert not [text for text in violations if "Content Security Policy" in text]
+            context.close()
+
+            # Another browser (or the same link pasted again) finds it spent.
+            other = browser.new_context()
+            second = other.new_page()
+            response = second.goto(link)
+            assert response is not None
+            assert response.status == 403
+            assert "already used" in second.content()
+            assert other.request.get(f"{server}/audit/").status == 401
+            other.close()
+        finally:
+            browser.close()

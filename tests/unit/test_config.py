@@ -39,6 +39,8 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("MGCDS_REVIEWER_TOKEN", "0123456789abcdef", "0123456789abcdef", "token\n"),
     ("MGCDS_REVIEWER_USER", "auditor", "auditor", ""),
     ("MGCDS_REVIEWER_PASSWORD_HASH", SCRYPT_HASH, SCRYPT_HASH, "correct horse battery staple"),
+    ("MGCDS_REVIEWER_AUTH_CLIENT_LIMIT", "3/minute;10/hour", "3/minute;10/hour", "three a minute"),
+    ("MGCDS_REVIEWER_AUTH_GLOBAL_LIMIT", "2 per second", "2 per second", "2/fortnight"),
     ("MGCDS_MAX_BODY_BYTES", "1024", 1024, "-1"),
     ("MGCDS_CORS_ORIGINS", "https://a.org, https://b.org", ("https://a.org", "https://b.org"), "https://a.org\t"),
     ("MGCDS_FHIR_TIMEOUT_SECONDS", "2.5", 2.5, "nan"),
@@ -115,6 +117,21 @@ def test_absent_variables_leave_the_defaults() -> None:
 
 def test_variables_without_the_prefix_are_not_read() -> None:
     assert load_settings({"PORT": "1", "DEV": "1", "MGCDS_UNKNOWN": "x"}) == Settings()
+
+
+def test_the_dev_review_link_cannot_come_from_the_environment() -> None:
+    # Issue 18 item 3: only `mgcds serve --dev` makes one; no variable can turn it on in production.
+    environ = {"MGCDS_DEV_REVIEW_TOKEN": "x" * 43, "MGCDS_DEV": "0"}
+    assert load_settings(environ).dev_review_token == ""
+    assert load_settings({**environ, "MGCDS_DEV": "1"}).dev_review_token == ""
+
+
+def test_a_dev_review_link_outside_dev_mode_is_refused() -> None:
+    from cds_service.config import validate
+
+    with pytest.raises(ConfigurationError, match="only in development mode"):
+        validate(Settings(dev=False, dev_review_token="t" * 43))
+    validate(Settings(dev=True, dev_review_token="t" * 43))
 
 
 def test_empty_optional_paths_mean_none() -> None:

@@ -51,6 +51,7 @@ def _row(seq: int, prev: str, payload: dict[str, object]) -> dict[str, object]:
         "card_uuid": None,
         "outcome": None,
         "http_status": 200,
+        "hook_instance": None,
     }
     row["entry_hash"] = entry_hash(
         seq=seq,

@@ -109,6 +109,33 @@ def test_list_json_shows_cards_and_feedback(
     assert call["feedback"][0]["override_reason"]["code"] == "patient-declined"
 
 
+def test_list_by_hook_instance_and_json_names_it(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "init"], settings=settings) == 0
+    log = open_audit_writer(settings.resolved_audit_url, settings.resolved_spool_path, asynchronous=False)
+    first, second = make_call(patient_id="pat-A"), make_call(patient_id="pat-A", minutes=1)
+    ids = [log.record_call(first), log.record_call(second)]
+    log.close()
+    assert first.hook_instance
+    assert first.hook_instance != second.hook_instance
+    assert _list(settings, capsys, "--hook-instance", first.hook_instance) == [ids[0]]
+    assert _list(settings, capsys, "--hook-instance", "no-such-instance") == []
+    assert main(["audit", "list", "--json"], settings=settings) == 0
+    listed = json.loads(capsys.readouterr().out)["calls"]
+    assert [call["hook_instance"] for call in listed] == [second.hook_instance, first.hook_instance]
+
+
+@pytest.mark.parametrize(
+    "args", [["--limit", "0"], ["--limit", "10" * 15], ["--offset", "-1"], ["--offset", str(10**30)]]
+)
+def test_list_refuses_out_of_range_paging(
+    filled: dict[str, str], settings: Settings, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["audit", "list", *args], settings=settings)
+    assert exited.value.code == 2  # argparse's usage error, with the reason
+    assert "must be from" in capsys.readouterr().err
+
+
 def test_show(filled: dict[str, str], settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "show", filled["a"]], settings=settings) == 0
     shown = json.loads(capsys.readouterr().out)

@@ -14,7 +14,7 @@ from sqlalchemy import Column, String
 
 from cds_service.audit.recorder import service_id_text
 from cds_service.audit.schema import cards_table, feedback_table, records_table
-from cds_service.cdshooks import FeedbackCoding, FeedbackItem, PatientViewContext
+from cds_service.cdshooks import FeedbackCoding, FeedbackItem, PatientViewContext, PatientViewRequest
 
 
 def _max_length(model: type[BaseModel], field: str) -> int:
@@ -35,6 +35,7 @@ def _column(column: Column[Any]) -> int:
 PAIRS = [
     (PatientViewContext, "patientId", records_table.c.patient_id),
     (PatientViewContext, "userId", records_table.c.user_id),
+    (PatientViewRequest, "hookInstance", records_table.c.hook_instance),
     (FeedbackItem, "card", records_table.c.card_uuid),
     (FeedbackItem, "card", feedback_table.c.card_uuid),
     (FeedbackItem, "card", cards_table.c.card_uuid),
