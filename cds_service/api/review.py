@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, render_template, request, url_for
 from werkzeug.security import check_password_hash
 
+from cds_service.api.review_insights import register_insights
 from cds_service.audit.chain import ChainReport
 from cds_service.audit.model import CallFilter, StoredRecord
 from cds_service.audit.records import AuditEventType, parse_moment
@@ -189,4 +190,5 @@ def create_review_blueprint(
     def chain_status() -> str:
         return render_template("audit/chain.html", chain=chain_cache.get(audit_log, fresh=True))
 
+    register_insights(bp, audit_log)  # trends, patient timelines, held-back cards (api/review_insights.py)
     return bp
