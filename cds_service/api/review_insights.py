@@ -36,6 +36,7 @@ from cds_service.interfaces import AuditReader
 
 TIMELINE_PAGE = 100  # calls per timeline page (the newest first page; each page reads oldest first)
 MAX_CHART_WEEKS = 104  # two years of weekly bars stay readable; the tables and the CSV keep every week
+MAX_PAGE = 1_000_000  # 100 million calls of one patient
 MAX_FILTER_TEXT = 256  # longer than any code or id the store holds
 SERIES_COLOURS = {"shown": PALETTE[0], "accepted": PALETTE[2], "overridden": PALETTE[1]}
 CSV_COLUMNS = ("week", "week_start", "recommendation", "figure", "reason_code", "reason_display", "count")
@@ -81,6 +82,16 @@ def _period_from_args(errors: list[str]) -> _Period:
     if since is not None and until is not None and since > until:
         errors.append("since must not be later than until")
     return _Period(since, until)
+
+
+def _page_from_args(errors: list[str]) -> int:
+    """The page number: a whole number from 1 (a huge one would overflow the database's OFFSET: 400, not 500)."""
+    text = request.args.get("page", "").strip() or "1"
+    # ASCII digits only and short: int() refuses "²" and numbers of over 4,300 digits with an exception.
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_PAGE))) or not 1 <= int(text) <= MAX_PAGE:
+        errors.append(f"page must be a whole number from 1 to {MAX_PAGE}")
+        return 1
+    return int(text)
 
 
 def trend_filter_from_args() -> tuple[TrendFilter, list[str]]:
@@ -221,10 +232,7 @@ def register_insights(bp: Blueprint, audit_log: AuditReader) -> None:
             return render_template("audit/unavailable.html", message="not a patient id"), 404
         errors: list[str] = []
         period = _period_from_args(errors)
-        try:
-            page = max(1, int(request.args.get("page", "1")))
-        except ValueError:
-            page = 1
+        page = _page_from_args(errors)
         filters = CallFilter(patient_id=patient_id, since=period.since, until=period.until)
         if errors:
             calls: list[StoredRecord] = []

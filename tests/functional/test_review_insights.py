@@ -308,6 +308,8 @@ def test_timeline_filters_and_bad_input(client: FlaskClient, ids: dict[str, str]
     assert f'<header><a href="/audit/calls/{ids["c2"]}">' in later  # c1 is linked only from c2's held-back row
     assert client.get("/audit/patients/pat-P?since=yesterday", headers=BEARER).status_code == 400
     assert client.get("/audit/patients/pat%00P", headers=BEARER).status_code == 404
+    for page in ("0", "-1", "two", "²", "99999999999999999999", "9" * 5000):
+        assert client.get(f"/audit/patients/pat-P?page={page}", headers=BEARER).status_code == 400
     empty = client.get("/audit/patients/nobody", headers=BEARER)
     assert empty.status_code == 200
     assert "No calls for this patient" in empty.get_data(as_text=True)
@@ -341,3 +343,29 @@ def test_detail_shows_held_back_cards(client: FlaskClient, ids: dict[str, str]) 
     assert f'href="/audit/calls/{ids["c1"]}"' in held  # the call whose card that feedback answered
     none = client.get(f"/audit/calls/{ids['c1']}", headers=BEARER).get_data(as_text=True)
     assert 'data-testid="held-back-none"' in none
+
+
+def test_an_empty_period_says_so(client: FlaskClient, ids: dict[str, str]) -> None:
+    response = client.get("/audit/trends?since=2027-01-01", headers=BEARER)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'data-testid="no-trends"' in page
+    assert "<svg" not in page
+    download = client.get("/audit/trends.csv?since=2027-01-01", headers=BEARER)
+    rows = list(csv.reader(io.StringIO(download.get_data(as_text=True))))
+    assert rows == [["week", "week_start", "recommendation", "figure", "reason_code", "reason_display", "count"]]
+
+
+def test_store_outage_is_503_on_the_insight_views(tmp_path: Path) -> None:
+    pair = open_pair(f"sqlite:///{tmp_path / 'audit.sqlite3'}", tmp_path / "spool.jsonl", init=True)
+    app = Flask(__name__)
+    app.register_blueprint(
+        create_review_blueprint(pair.reader, reviewer_token=TOKEN, reviewer_user="r", reviewer_password_hash="")
+    )
+    pair.close()
+    (tmp_path / "audit.sqlite3").unlink()
+    client = app.test_client()
+    for path in ("/audit/trends", "/audit/trends.csv", "/audit/patients/pat-P"):
+        response = client.get(path, headers=BEARER)
+        assert response.status_code == 503
+        assert "Audit store unavailable" in response.get_data(as_text=True)
