@@ -21,6 +21,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request, url_for
 
 from cds_service.api.svgchart import PALETTE, Series, grouped_bars, lines, swatch
+from cds_service.audit.export import csv_safe
 from cds_service.audit.model import CallFilter, StoredRecord
 from cds_service.audit.records import format_timestamp, parse_moment
 from cds_service.audit.timeline import (
@@ -41,14 +42,11 @@ MAX_FILTER_TEXT = 256  # longer than any code or id the store holds
 SERIES_COLOURS = {"shown": PALETTE[0], "accepted": PALETTE[2], "overridden": PALETTE[1]}
 CSV_COLUMNS = ("week", "week_start", "recommendation", "figure", "reason_code", "reason_display", "count")
 _TREND_ARGS = ("since", "until", "recommendation")
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise_cell(value: object) -> str:
-    """The cell as text, prefixed with ``'`` when a spreadsheet would read it as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    """The cell as text, prefixed with ``'`` when a spreadsheet would read it as a formula (as the CSV export)."""
+    return str(csv_safe("" if value is None else str(value)))
 
 
 def _bad_text(text: str) -> bool:
