@@ -32,7 +32,7 @@ from cds_service.audit.timeline import (
     suppression_feedback_ids,
     timeline,
 )
-from cds_service.audit.trends import TrendFilter, Trends
+from cds_service.audit.trends import NO_REASON, TrendFilter, Trends
 from cds_service.interfaces import AuditReader
 
 TIMELINE_PAGE = 100  # calls per timeline page (the newest first page; each page reads oldest first)
@@ -117,7 +117,7 @@ def trend_rows(trends: Trends) -> Iterator[tuple[object, ...]]:
                 "",
                 "override-reason",
                 reason.code or "",
-                reason.display or "",
+                reason.display or ("" if reason.code else NO_REASON),
                 values[i],
             )
 
