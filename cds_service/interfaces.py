@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 from cds_service.audit.chain import ChainReport
 from cds_service.audit.model import CallFilter, Readiness, StoredRecord, Summary
 from cds_service.audit.records import CallRecord, FeedbackCallRecord, FeedbackRecord
+from cds_service.audit.trends import TrendFilter, Trends
 from cds_service.engine.settings import ClinicalSettings
 from cds_service.fhir.bundles import SearchResult
 from cds_service.security.identity import CallerIdentity
@@ -240,6 +241,18 @@ class AuditReader(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+    def trends(self, filters: TrendFilter) -> Trends:
+        """Cards shown, accepted and overridden per ISO week and recommendation, and overrides per reason."""
+        ...
+
+    def get_many(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """The records with these ids that exist, by id."""
+        ...
+
+    def feedback_on_cards(self, card_uuids: Sequence[str]) -> list[StoredRecord]:
+        """Every feedback record naming one of these cards, linked to its call or not, in chain order."""
         ...
 
 

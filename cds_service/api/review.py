@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.security import check_password_hash
 
 from cds_service.api.review_auth import DEV_COOKIE, AuthThrottle, DevReviewLink, VerifiedCredentials, client_key
+from cds_service.api.review_insights import register_insights
 from cds_service.audit import limits
 from cds_service.audit.chain import ChainReport
 from cds_service.audit.model import CallFilter, StoredRecord, Summary
@@ -355,4 +356,5 @@ def create_review_blueprint(
     def chain_status() -> str:
         return render_template("audit/chain.html", chain=chain_cache.get(audit_log, fresh=True))
 
+    register_insights(bp, audit_log)  # trends, patient timelines, held-back cards (api/review_insights.py)
     return bp

@@ -302,7 +302,8 @@ def csv_row(record: StoredRecord) -> dict[str, Any]:
     }
 
 
-def _csv_safe(value: Any) -> Any:
+def csv_safe(value: Any) -> Any:
+    """The value, a text that starts like a formula prefixed with ``'`` (also for the review page's trends CSV)."""
     # Spreadsheet formula injection: a cell starting with = + - @ would be evaluated when a reviewer opens it.
     if isinstance(value, str) and value[:1] in {"=", "+", "-", "@", "\t", "\r"}:
         return "'" + value
@@ -318,5 +319,5 @@ def iter_csv(records: Iterable[StoredRecord]) -> Iterator[str]:
     for record in records:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow({key: _csv_safe(value) for key, value in csv_row(record).items()})
+        writer.writerow({key: csv_safe(value) for key, value in csv_row(record).items()})
         yield buffer.getvalue()

@@ -13,6 +13,7 @@ from cds_service.audit.chain import ChainReport
 from cds_service.audit.model import CallFilter, Readiness, StoredRecord, Summary
 from cds_service.audit.records import CallRecord, FeedbackCallRecord, FeedbackRecord
 from cds_service.audit.store import SqlAuditStore
+from cds_service.audit.trends import TrendFilter, Trends
 from cds_service.audit.writer import SpoolingAuditWriter
 
 
@@ -104,3 +105,16 @@ class InMemoryAuditLog:
     def iter_records(self) -> Iterator[StoredRecord]:
         """Every record in chain order."""
         return self.store.iter_records()
+
+    # -- review insights ------------------------------------------------------------------------------
+    def trends(self, filters: TrendFilter) -> Trends:
+        """Weekly figures for reviewers."""
+        return self.store.trends(filters)
+
+    def get_many(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """Stored records by id."""
+        return self.store.get_many(record_ids)
+
+    def feedback_on_cards(self, card_uuids: Sequence[str]) -> list[StoredRecord]:
+        """Feedback naming these cards, linked or not."""
+        return self.store.feedback_on_cards(card_uuids)

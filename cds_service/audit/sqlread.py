@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, func, not_, select
+from sqlalchemy import Connection, Engine, and_, exists, func, literal_column, not_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -39,11 +40,13 @@ from cds_service.audit.schema import (
     head_table,
     records_table,
 )
+from cds_service.audit.trends import DailyCards, DailyFeedback, TrendCounts, TrendFilter, Trends, weekly
 from cds_service.errors import AuditStoreError
 
 READ_TIME_LIMIT_SECONDS = 30.0  # a review page or one page of a chain walk; the hook path uses its own limit
 _LINK = "effective_link"
 _VERIFY_PAGE = 500
+_IN_CHUNK = 500  # ids per IN list: well under SQLite's bound-variable limit
 
 _cards = cards_table.c
 _fb = feedback_table.c
@@ -288,6 +291,107 @@ class SqlAuditReader:
 
     def _reading(self, what: str) -> AbstractContextManager[Connection]:
         return reading(self.engine, self.time_limit_seconds, what)
+
+    # -- review insights: trends, a patient's timeline, suppressions (issue 18 item 3, issue 15 item 4) ----------
+
+    def trends(self, filters: TrendFilter) -> Trends:
+        """Cards shown and the feedback on them per ISO week and recommendation, and overrides per reason.
+
+        Grouped by day in the store from the two index tables (no payload is parsed but one per reason code, for
+        its display), so the answer is as long as days x codes x reasons, whatever the number of records.
+        """
+        # Literal arguments: PostgreSQL must see the same expression in SELECT and GROUP BY, not two bound copies.
+        day = func.substr(_cards.occurred_at, literal_column("1"), literal_column("10"))
+        conditions: list[ColumnElement[bool]] = []
+        if filters.since is not None:
+            conditions.append(_cards.occurred_at >= format_timestamp(filters.since))
+        if filters.until is not None:
+            conditions.append(_cards.occurred_at <= format_timestamp(filters.until))
+        if filters.recommendation:
+            conditions.append(_cards.recommendation == filters.recommendation)
+        with self._reading("counting trends") as conn:
+            shown = conn.execute(
+                select(day, _cards.recommendation, func.count()).where(*conditions).group_by(day, _cards.recommendation)
+            ).all()
+            answered = conn.execute(
+                select(day, _cards.recommendation, _fb.outcome, _fb.reason_code, func.count())
+                .select_from(feedback_table.join(cards_table, ISSUED_BY))
+                .where(*conditions)
+                .group_by(day, _cards.recommendation, _fb.outcome, _fb.reason_code)
+            ).all()
+            displays = self._reason_displays(conn, sorted({str(row[3]) for row in answered if row[3] is not None}))
+            in_period: list[ColumnElement[bool]] = []
+            if filters.since is not None:
+                in_period.append(_fb.answered_at >= format_timestamp(filters.since))
+            if filters.until is not None:
+                in_period.append(_fb.answered_at <= format_timestamp(filters.until))
+            unlinked = int(
+                conn.execute(
+                    select(func.count()).select_from(feedback_table).where(*in_period, not_(exists().where(ISSUED_BY)))
+                ).scalar_one()
+            )
+        return weekly(
+            TrendCounts(
+                cards=tuple(DailyCards(_day(row[0]), str(row[1]), int(row[2])) for row in shown),
+                feedback=tuple(
+                    DailyFeedback(_day(row[0]), str(row[1]), str(row[2]), row[3], int(row[4])) for row in answered
+                ),
+                reason_displays=displays,
+                unlinked_feedback=unlinked,
+            )
+        )
+
+    def _reason_displays(self, conn: Connection, codes: Sequence[str]) -> dict[str, str]:
+        """The display the latest feedback sent with each reason code (the index keeps codes only)."""
+        if not codes:
+            return {}
+        latest = (
+            select(func.max(records_table.c.seq))
+            .select_from(feedback_table.join(records_table, records_table.c.record_id == _fb.record_id))
+            .where(_fb.reason_code.in_(list(codes)))
+            .group_by(_fb.reason_code)
+        )
+        displays: dict[str, str] = {}
+        for text in conn.execute(select(records_table.c.payload).where(records_table.c.seq.in_(latest))).scalars():
+            reason = json.loads(text).get("override_reason") or {}
+            if reason.get("code") and reason.get("display"):
+                displays[str(reason["code"])] = str(reason["display"])
+        return displays
+
+    def get_many(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """The records with these ids that exist (feedback with its read-time link), by id."""
+        found: dict[str, StoredRecord] = {}
+        unique = sorted(set(record_ids))
+        with self._reading("reading records") as conn:
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                for row in conn.execute(select(*_with_links()).where(records_table.c.record_id.in_(chunk))):
+                    record = row_to_record(row._mapping)
+                    found[record.record_id] = record
+        return found
+
+    def feedback_on_cards(self, card_uuids: Sequence[str]) -> list[StoredRecord]:
+        """Every feedback record naming one of these card uuids, linked or not, in chain order.
+
+        ``linked_record_id`` says which call (if any) issued the card as the link is read: feedback naming a card
+        of this call from another EHR, tenant or service is returned with another link or none.
+        """
+        unique = sorted(set(card_uuids))
+        found: list[StoredRecord] = []
+        with self._reading("reading feedback on cards") as conn:
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                rows = conn.execute(
+                    select(*_with_links())
+                    .select_from(records_table.join(feedback_table, _fb.record_id == records_table.c.record_id))
+                    .where(_fb.card_uuid.in_(chunk))
+                ).all()
+                found.extend(row_to_record(row._mapping) for row in rows)
+        return sorted(found, key=lambda record: record.seq)
+
+
+def _day(text: Any) -> date:
+    return date.fromisoformat(str(text))
 
 
 class _IndexCheck:
