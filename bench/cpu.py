@@ -47,7 +47,8 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("suppression read", "hooks.pipeline", "apply_suppressions"),
     ("cards", "hooks.pipeline", "build_cards"),
     ("assessment as dict", "hooks.pipeline", "assessment_to_dict"),
-    ("response model + JSON", "cds_service.api.cds", "_response_json"),
+    ("response: model validate", "cds_service.api.cds", "CardsResponse.model_validate"),
+    ("response: jsonify", "cds_service.api.cds", "jsonify"),
     ("audit record build", "cds_service.audit.recorder", "AuditRecorder._call_record"),
     ("audit write (spool)", "cds_service.audit.writer", "SpoolingAuditWriter.record_call"),
 )
