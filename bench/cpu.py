@@ -6,7 +6,8 @@
 
 The app is the real one (`create_app`, development mode, audit in a temporary SQLite file with its writer thread),
 called through Flask's test client. Each stage is timed with the calling thread's CPU clock (`time.thread_time`)
-by wrapping the function where the hook path looks it up; "whole call" is the process's CPU time
+by wrapping the function where the hook path looks it up (the realistic body gets a new patient id per call);
+"whole call" is the process's CPU time
 (`time.process_time`, so the audit writer thread's share is in it) divided by the calls. The first calls are
 warm-up and not counted. Results: a table on stdout, and JSON with `--output`.
 """
@@ -14,6 +15,7 @@ warm-up and not counted. Results: a table on stdout, and JSON with `--output`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -99,7 +101,8 @@ def body_for(name: str, now: datetime) -> tuple[str, bytes, str]:
     """The path, body and a description of the body named ``name`` (realistic, A or C)."""
     if name == "realistic":
         realistic = scenarios.realistic_patient_view_request(now)
-        return "/cds-services/mg-patient-view", json.dumps(realistic.body).encode(), realistic.source
+        template = scenarios.with_patient_placeholder(realistic.body).encode()
+        return "/cds-services/mg-patient-view", template, realistic.source
     if name == "A":
         return "/cds-services/mg-patient-view", json.dumps(scenarios.patient_view_request(now)).encode(), "A"
     return "/cds-services/mg-order-sign", json.dumps(scenarios.order_sign_request(now)).encode(), "C"
@@ -111,7 +114,10 @@ def measure(body_name: str, calls: int, profile: bool) -> dict[str, Any]:
     from cds_service.config import Settings
 
     now = datetime.now(UTC)
-    path, body, source = body_for(body_name, now)
+    path, template, source = body_for(body_name, now)
+    # A new patient per call, as an EHR sends (the realistic body): no one patient's audit history grows meanwhile.
+    patients = (f"cpu-patient-{n}".encode() for n in itertools.count())
+    body = template.replace(b"__PATIENT__", b"cpu-patient")
     with tempfile.TemporaryDirectory(prefix="mgcds-cpu-") as tmp:
         app = create_app(Settings(dev=True, instance_path=Path(tmp) / "instance", log_level="INFO"))
         client = app.test_client()
@@ -133,7 +139,7 @@ def measure(body_name: str, calls: int, profile: bool) -> dict[str, Any]:
             process_started = time.process_time()
             for _ in range(calls):
                 started = time.thread_time()
-                client.post(path, data=body, headers=headers)
+                client.post(path, data=template.replace(b"__PATIENT__", next(patients)), headers=headers)
                 per_call.append(time.thread_time() - started)
             # The writer thread drains in batches after a short wait: let it finish what these calls spooled.
             time.sleep(0.3)

@@ -103,6 +103,7 @@ class Scenario:
     path: str
     body_file: Path
     fresh_token: bool = False
+    fresh_patient: bool = False  # a new patient id per call (__PATIENT__ in the body)
     audited: bool = True
     replay_fhir: bool = False
     floor_server: bool = False  # served by bench/floor_app.py, not by the service
@@ -143,6 +144,7 @@ def run_wrk(wrk: str, base_url: str, scenario: Scenario, clients: int, duration:
             **os.environ,
             "BENCH_BODY_FILE": str(scenario.body_file),
             "BENCH_FRESH_TOKEN": "1" if scenario.fresh_token else "0",
+            "BENCH_FRESH_PATIENT": "1" if scenario.fresh_patient else "0",
             "BENCH_RESULT_FILE": str(result_file),
         }
         command = [
@@ -187,6 +189,7 @@ def run_locust(base_url: str, scenario: Scenario, clients: int, duration: int) -
             "BENCH_PATH": scenario.path,
             "BENCH_BODY_FILE": str(scenario.body_file),
             "BENCH_FRESH_TOKEN": "1" if scenario.fresh_token else "0",
+            "BENCH_FRESH_PATIENT": "1" if scenario.fresh_patient else "0",
         }
         locust = Path(sys.executable).with_name("locust")
         command = [
@@ -490,10 +493,14 @@ def write_bodies(folder: Path, now: datetime, fhir: DelayedFhir | None) -> dict[
         return path
 
     patient_view = dump("A", scenarios.patient_view_request(now))
-    realistic = dump("S", scenarios.realistic_patient_view_request(now).body)
+    realistic = folder / "S.json"
+    realistic.write_text(
+        scenarios.with_patient_placeholder(scenarios.realistic_patient_view_request(now).body), encoding="utf-8"
+    )
+    path = "/cds-services/mg-patient-view"
     chosen = {
-        "S": Scenario("S", "/cds-services/mg-patient-view", realistic),
-        "F": Scenario("F", "/cds-services/mg-patient-view", realistic, audited=False, floor_server=True),
+        "S": Scenario("S", path, realistic, fresh_patient=True),
+        "F": Scenario("F", path, realistic, fresh_patient=True, audited=False, floor_server=True),
         "A": Scenario("A", "/cds-services/mg-patient-view", patient_view),
         "C": Scenario("C", "/cds-services/mg-order-sign", dump("C", scenarios.order_sign_request(now))),
         "D": Scenario("D", "/bench/floor", patient_view, audited=False),
@@ -517,6 +524,7 @@ def write_bodies(folder: Path, now: datetime, fhir: DelayedFhir | None) -> dict[
 def warm_up(base_url: str, scenario: Scenario) -> int:
     """A few sequential calls: each must answer 200 with a cards list (else the run stops here)."""
     body = scenario.body_file.read_bytes().replace(b"__TOKEN__", b"bench-warm-token")
+    body = body.replace(b"__PATIENT__", b"bench-patient")
     for _ in range(WARMUP_CALLS):
         response = requests.post(
             base_url + scenario.path, data=body, headers={"Content-Type": "application/json"}, timeout=30
@@ -682,6 +690,22 @@ def evaluate_targets(results: list[ScenarioResult], audit: dict[str, Any]) -> li
     return targets
 
 
+def served_options(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """The gunicorn configuration the service ran with (recorded with the results)."""
+    from cds_service.config import load_settings
+
+    served = load_settings({k: v for k, v in env.items() if k.startswith("MGCDS_")}).with_overrides(
+        workers=args.workers, threads=args.threads
+    )
+    try:
+        from cds_service.cli.serve import gunicorn_options
+    except ImportError:  # a checkout from before round 2 (measuring "before"): gthread, shared socket
+        return {"worker_class": "gthread", "workers": served.workers, "threads": served.threads}
+    return {
+        k: v for k, v in gunicorn_options(served).items() if isinstance(v, str | int | bool) and k != "control_socket"
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 1 when any scenario had errors or the audit log misses calls."""
     args = parse_args(argv)
@@ -749,15 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     audit["calls_answered_by_audited_scenarios"] = expected_audited
     audit["all_calls_recorded"] = audit["records"] is not None and audit["records"] >= expected_audited
     targets = evaluate_targets(results, audit)
-    from cds_service.cli.serve import gunicorn_options
-    from cds_service.config import load_settings
-
-    served = load_settings({k: v for k, v in env.items() if k.startswith("MGCDS_")}).with_overrides(
-        workers=args.workers, threads=args.threads
-    )
-    server_options = {
-        k: v for k, v in gunicorn_options(served).items() if isinstance(v, str | int | bool) and k != "control_socket"
-    }
+    server_options = served_options(env, args)
     summary = {
         "date": started_at,
         "machine": {

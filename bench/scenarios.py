@@ -389,3 +389,13 @@ def realistic_patient_view_request(now: datetime, synthea_dir: Path = SYNTHEA_DI
         medication_requests=len(by_key["medicationRequests"]),
         conditions=len(by_key["conditions"]),
     )
+
+
+PATIENT_PLACEHOLDER = "__PATIENT__"
+
+
+def with_patient_placeholder(body: dict[str, Any]) -> str:
+    """The body as JSON text with its patient's id replaced by ``__PATIENT__`` everywhere (context, Patient.id,
+    every ``Patient/<id>`` reference), for the load generator to put a new id in each call."""
+    patient_id = str(body["context"]["patientId"])
+    return json.dumps(body).replace(patient_id, PATIENT_PLACEHOLDER)
