@@ -1,7 +1,7 @@
 """The MgCDS benchmark: start `mgcds serve` (gunicorn) on loopback, drive it with wrk (or locust), print a table.
 
-    .venv/bin/python bench/run.py                       # every scenario, 20 s each, 32 clients
-    .venv/bin/python bench/run.py --duration 5 --scenarios A,D --clients 4 --driver locust
+    .venv/bin/python bench/run.py                       # every scenario, 20 s each: S and F at 1/8/16/64, others at 16
+    .venv/bin/python bench/run.py --duration 5 --scenarios S,F --sweep 1,16 --driver locust
 
 Scenarios (docs/performance.md):
   S       patient-view with a real Synthea patient as prefetch (about 45 KB: 26 laboratory Observations, 9
