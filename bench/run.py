@@ -64,6 +64,9 @@ WARMUP_CALLS = 5
 # Replaced in each body by the driver: one fixed token (warm cache) or a new one per call (cold cache).
 TOKEN_PLACEHOLDER = "__TOKEN__"  # noqa: S105 - a placeholder, not a secret
 START_TIMEOUT_SECONDS = 60.0
+# Above this share of the cores used by other processes during a run, the figures are flagged as taken on a busy
+# machine (the load average cannot tell: the benchmark itself keeps both cores busy).
+BUSY_OTHER_CPU_SHARE = 0.1
 
 
 @dataclass
@@ -88,6 +91,8 @@ class ScenarioResult:
     cpu_ms_per_call: float | None = None
     worker_cpu_shares: list[float] = field(default_factory=list)
     master_cpu_ms: float | None = None
+    # Share of all cores that other processes used during the run (0 on a quiet machine, 1 = every core busy).
+    other_cpu_share: float | None = None
 
     @property
     def label(self) -> str:
@@ -266,6 +271,25 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     # After the command name: state is field 3, utime and stime are fields 14 and 15 (proc(5)).
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core has spent busy since boot (/proc/stat: user, nice, system, irq, softirq).
+
+    Not idle or iowait; not steal (the hypervisor's) nor guest (already in user time, proc(5)).
+    """
+    fields = [int(v) for v in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]]
+    user, nice, system = fields[0], fields[1], fields[2]
+    irq, softirq = (fields[5], fields[6]) if len(fields) > 6 else (0, 0)
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (the load generator after each run)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -550,16 +574,18 @@ def format_table(results: list[ScenarioResult]) -> str:
     """The results as a fixed-width table."""
     columns = ("req/s", "p50 ms", "p90 ms", "p99 ms", "max ms")
     header = (
-        f"{'scenario':<11} " + " ".join(f"{c:>8}" for c in columns) + f" {'errors':>7} {'calls':>7} {'CPU ms':>7}"
-        f"  worker CPU split"
+        f"{'scenario':<11} "
+        + " ".join(f"{c:>8}" for c in columns)
+        + f" {'errors':>7} {'calls':>7} {'CPU ms':>7} {'others':>6}  worker CPU split"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         cpu = f"{r.cpu_ms_per_call:>7.2f}" if r.cpu_ms_per_call is not None else f"{'-':>7}"
         split = "/".join(f"{share * 100:.0f}" for share in r.worker_cpu_shares)
+        others = f"{r.other_cpu_share:>6.0%}" if r.other_cpu_share is not None else f"{'-':>6}"
         lines.append(
             f"{r.label:<11} {r.rps:>8.1f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} "
-            f"{r.errors:>7d} {r.requests:>7d} {cpu}  {split}"
+            f"{r.errors:>7d} {r.requests:>7d} {cpu} {others}  {split}"
         )
     return "\n".join(lines)
 
@@ -605,11 +631,24 @@ def run_scenario(
     warmups = warm_up(server.base_url, scenario)
     print(f"bench: {scenario.name} ({scenario.path}) {clients} clients, {args.duration} s ...", file=sys.stderr)
     before = sample_cpu(server.pid)
+    machine_before, children_before, own_before = machine_busy_seconds(), children_cpu_seconds(), time.process_time()
+    started = time.monotonic()
     if wrk:
         result = run_wrk(wrk, server.base_url, scenario, clients, args.duration, args.wrk_threads)
     else:
         result = run_locust(server.base_url, scenario, clients, args.duration)
-    attach_cpu(result, before, sample_cpu(server.pid))
+    after = sample_cpu(server.pid)
+    attach_cpu(result, before, after)
+    # What else ran on the machine meanwhile: all busy CPU minus the server's, the load generator's (a child of this
+    # process) and this process's own (the B scenarios' proxy), as a share of every core for the run's duration.
+    # Near 0 on a quiet machine; the B scenarios' Node FHIR server counts as "other".
+    elapsed = time.monotonic() - started
+    server_spent = (after.master - before.master) + sum(
+        after.workers[pid] - before.workers.get(pid, 0.0) for pid in after.workers
+    )
+    ours = (children_cpu_seconds() - children_before) + (time.process_time() - own_before) + server_spent
+    others = (machine_busy_seconds() - machine_before) - ours
+    result.other_cpu_share = round(max(0.0, others) / ((os.cpu_count() or 1) * elapsed), 3) if elapsed > 0 else None
     result.warmup_calls = warmups
     result.clients = clients
     return result
@@ -836,8 +875,12 @@ def main(argv: list[str] | None = None) -> int:
         f"audit: {audit['records']} records, {expected_audited} calls answered; chain "
         f"{'verified' if audit['verify_ok'] else 'BROKEN: ' + audit['verify']}"
     )
+    others = max((r.other_cpu_share or 0.0 for r in results if not r.name.startswith("B")), default=0.0)
     busy = (
-        " (BUSY machine: throughput and latency are not comparable)" if max(load_before[0], load_after[0]) > 0.5 else ""
+        f" (BUSY machine: other processes used up to {others:.0%} of the cores during a run; throughput and latency "
+        "are not comparable)"
+        if others > BUSY_OTHER_CPU_SHARE
+        else f" (other processes used at most {others:.0%} of the cores during a run)"
     )
     print(
         f"machine: {os.cpu_count()} cores, load {load_before} -> {load_after}{busy}; driver {driver}; results {output}"
