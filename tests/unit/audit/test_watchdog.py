@@ -52,6 +52,8 @@ def test_a_failing_callback_does_not_stop_the_others(caplog: pytest.LogCaptureFi
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+# Python 3.12+ warns about fork() in a process with threads: here that is the point (gunicorn forks its workers).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_gets_a_working_watchdog() -> None:
     watchdog = Watchdog()
     watchdog.arm(30, lambda: None)  # the parent's thread is running and holds a deadline
