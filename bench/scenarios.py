@@ -10,8 +10,12 @@ Everything is a plain dict: the same resources feed the prefetch (scenarios A, C
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 LOINC = "http://loinc.org"
@@ -254,3 +258,144 @@ def transaction_bundle(now: datetime) -> dict[str, Any]:
                 {"fullUrl": full_url, "resource": copy, "request": {"method": "POST", "url": copy["resourceType"]}}
             )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+# --- the realistic body: a real Synthea patient (issue 17) -------------------------------------------------
+
+SYNTHEA_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "synthea-r4"
+SYNTHEA_PATIENT = "Barrett_Cummings"  # 26 of its Observations match the prefetch's codes, 9 MedicationRequests
+TEST_PATIENTS_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "patients"
+# The hand-written test patients are dated against this fixed clock (tests/data/patients/README.md).
+TEST_PATIENTS_NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
+# The newest laboratory result of the shifted patient is this old: inside every clinical window.
+NEWEST_RESULT_AGE = timedelta(days=3)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
+
+
+@dataclass(frozen=True)
+class RealisticBody:
+    """The realistic patient-view body and where it came from (recorded with the results)."""
+
+    body: dict[str, Any]
+    source: str
+    observations: int
+    medication_requests: int
+    conditions: int
+
+
+def _shift_dates(value: Any, shift: timedelta) -> Any:
+    """A copy of ``value`` with every FHIR date and dateTime string moved by ``shift`` (same format)."""
+    if isinstance(value, dict):
+        return {key: _shift_dates(item, shift) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shift_dates(item, shift) for item in value]
+    if isinstance(value, str):
+        if _DATE_TIME.fullmatch(value):
+            moved = datetime.fromisoformat(value.replace("Z", "+00:00")) + shift
+            text = moved.isoformat(timespec="milliseconds" if "." in value else "seconds")
+            return text.replace("+00:00", "Z") if value.endswith("Z") else text
+        if _DATE.fullmatch(value):
+            return (date.fromisoformat(value) + shift).isoformat()
+    return value
+
+
+def _newest_effective(observations: list[dict[str, Any]]) -> datetime | None:
+    moments = [
+        datetime.fromisoformat(str(o["effectiveDateTime"]).replace("Z", "+00:00"))
+        for o in observations
+        if isinstance(o.get("effectiveDateTime"), str) and _DATE_TIME.fullmatch(o["effectiveDateTime"])
+    ]
+    return max(moments) if moments else None
+
+
+def _matches_codes(resource: dict[str, Any], codes: set[str]) -> bool:
+    codings = resource.get("code", {}).get("coding", [])
+    return any(f"{c.get('system')}|{c.get('code')}" in codes for c in codings if isinstance(c, dict))
+
+
+def realistic_patient_view_request(now: datetime, synthea_dir: Path = SYNTHEA_DIR) -> RealisticBody:
+    """patient-view with the prefetch an EHR would send for a real Synthea patient, dates shifted to be recent.
+
+    From ``synthea_dir`` (../shared/fixtures/synthea-r4) when present: the Patient, the Observations the prefetch
+    search asks for (its LOINC codes), every MedicationRequest and Condition (about 43 KB). Otherwise the project's
+    hand-written test patients merged into one (smaller: about 30 resources). The shift puts the newest laboratory
+    result three days before ``now``; every other date moves with it, so intervals and the age stay as recorded.
+    """
+    from cds_service.cli.evaluate import request_from_bundle
+    from terminology import default_terminology
+
+    codes = set(default_terminology().observation_search_codes())
+    matches = sorted(synthea_dir.glob(f"{SYNTHEA_PATIENT}_*.json")) if synthea_dir.is_dir() else []
+    if matches:
+        bundle = json.loads(matches[0].read_text(encoding="utf-8"))
+        request = request_from_bundle(bundle, None, "patient-view")
+        source = f"synthea: {matches[0].name}"
+        prefetch_in = request["prefetch"]
+        patient = prefetch_in["patient"]
+        by_key = {
+            key: [e["resource"] for e in value.get("entry", [])]
+            for key, value in prefetch_in.items()
+            if key != "patient"
+        }
+        by_key["observations"] = [o for o in by_key["observations"] if _matches_codes(o, codes)]
+        reference_now: datetime | None = None
+    else:
+        files = sorted(TEST_PATIENTS_DIR.glob("p*.json"))
+        source = f"tests/data/patients: {len(files)} hand-written patients merged into one"
+        by_key = {
+            "observations": [],
+            "medicationStatements": [],
+            "medicationRequests": [],
+            "conditions": [],
+            "serviceRequests": [],
+        }
+        keys = {
+            "Observation": "observations",
+            "MedicationStatement": "medicationStatements",
+            "MedicationRequest": "medicationRequests",
+            "Condition": "conditions",
+            "ServiceRequest": "serviceRequests",
+        }
+        patient = {}
+        for index, path in enumerate(files):
+            bundle = json.loads(path.read_text(encoding="utf-8"))
+            for entry in bundle.get("entry", []):
+                resource = dict(entry["resource"])
+                if resource["resourceType"] == "Patient":
+                    patient = patient or {**resource, "id": PATIENT_ID}
+                elif resource["resourceType"] in keys:
+                    key = keys[resource["resourceType"]]
+                    resource.setdefault("id", f"{key}-{index}-{len(by_key[key])}")
+                    resource["subject"] = {"reference": f"Patient/{PATIENT_ID}"}
+                    by_key[key].append(resource)
+        reference_now = TEST_PATIENTS_NOW
+    newest = reference_now or _newest_effective(by_key["observations"]) or now
+    shift = (now - NEWEST_RESULT_AGE) - newest if reference_now is None else now - reference_now
+    shift = timedelta(days=shift.days)  # whole days: times of day stay as recorded
+    prefetch_out: dict[str, Any] = {"patient": _shift_dates(patient, shift)}
+    for key, items in by_key.items():
+        prefetch_out[key] = _searchset(_shift_dates(items, shift))
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/bench", "patientId": patient["id"]},
+        "prefetch": prefetch_out,
+    }
+    return RealisticBody(
+        body=body,
+        source=source,
+        observations=len(by_key["observations"]),
+        medication_requests=len(by_key["medicationRequests"]),
+        conditions=len(by_key["conditions"]),
+    )
+
+
+PATIENT_PLACEHOLDER = "__PATIENT__"
+
+
+def with_patient_placeholder(body: dict[str, Any]) -> str:
+    """The body as JSON text with its patient's id replaced by ``__PATIENT__`` everywhere (context, Patient.id,
+    every ``Patient/<id>`` reference), for the load generator to put a new id in each call."""
+    patient_id = str(body["context"]["patientId"])
+    return json.dumps(body).replace(patient_id, PATIENT_PLACEHOLDER)

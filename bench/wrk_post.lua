@@ -1,15 +1,18 @@
 -- wrk script of bench/run.py: POST one JSON body; optionally a fresh token per request; JSON summary at the end.
 -- Environment: BENCH_BODY_FILE (the body), BENCH_FRESH_TOKEN=1 to replace __TOKEN__ with a unique value per
--- request (scenario B cold: the service's FHIR cache is keyed by token), BENCH_RESULT_FILE (where done() writes).
+-- request (scenario B cold: the service's FHIR cache is keyed by token), BENCH_FRESH_PATIENT=1 to replace
+-- __PATIENT__ with a unique patient id per request (scenario S: an EHR calls for many patients, so no one patient's
+-- audit history grows with the run), BENCH_RESULT_FILE (where done() writes).
 local body_file = os.getenv("BENCH_BODY_FILE")
 local fresh_token = os.getenv("BENCH_FRESH_TOKEN") == "1"
+local fresh_patient = os.getenv("BENCH_FRESH_PATIENT") == "1"
 local handle = assert(io.open(body_file, "rb"))
 local template = handle:read("*a")
 handle:close()
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = template:gsub("__TOKEN__", "bench-warm-token")
+wrk.body = template:gsub("__TOKEN__", "bench-warm-token"):gsub("__PATIENT__", "bench-patient")
 
 local next_thread_id = 0
 function setup(thread)
@@ -19,12 +22,19 @@ end
 
 local counter = 0
 function request()
-  if not fresh_token then
+  if not fresh_token and not fresh_patient then
     return wrk.format()
   end
   counter = counter + 1
-  local token = "bench-cold-" .. tostring(thread_id) .. "-" .. tostring(counter)
-  return wrk.format(nil, nil, nil, (template:gsub("__TOKEN__", token)))
+  local unique = tostring(thread_id) .. "-" .. tostring(counter)
+  local body = template
+  if fresh_token then
+    body = body:gsub("__TOKEN__", "bench-cold-" .. unique)
+  end
+  if fresh_patient then
+    body = body:gsub("__PATIENT__", "bench-patient-" .. unique)
+  end
+  return wrk.format(nil, nil, nil, (body:gsub("__TOKEN__", "bench-warm-token")))
 end
 
 function done(summary, latency, requests)

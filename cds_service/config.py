@@ -222,6 +222,9 @@ class Settings:
     # A cap at or just above the expected client count spreads them, but a client beyond the total waits for
     # a free slot, so the default stays gunicorn's.
     worker_connections: int = _setting(1000, integer(1))
+    # One listening socket per worker (SO_REUSEPORT), the kernel spreading connections over them; off: one shared
+    # socket, accepted greedily (docs/performance.md, round 2).
+    reuse_port: bool = _setting(True, boolean)
     log_level: str = _setting("INFO", log_level)
     # The externally visible base URL of this service (behind a proxy too); JWT `aud` is checked against it.
     public_base_url: str = _setting("http://127.0.0.1:8080", http_url)

@@ -92,6 +92,52 @@ def worker_exit(server: Any, worker: Any) -> None:
         runtime.close()
 
 
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    """gunicorn's configuration for these settings: also used by the benchmark's floor app (bench/floor_app.py).
+
+    ``reuse_port`` (on by default, ``MGCDS_REUSE_PORT``): with it gunicorn (>= 27 measured) binds one listening socket
+    per worker with SO_REUSEPORT and the master none, so the kernel spreads new connections over the workers by a
+    hash of their addresses. Without it the workers share one socket and accept greedily, and a few long-lived
+    keep-alive connections can all land on one worker while the other idles (docs/performance.md, round 2).
+    """
+    options: dict[str, Any] = {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": settings.workers,
+        "threads": settings.threads,
+        "worker_connections": settings.worker_connections,
+        "worker_class": "gthread",
+        "reuse_port": settings.reuse_port,
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "accesslog": None,  # our own log lines carry what is allowed (no PHI in URLs or bodies)
+        "worker_exit": worker_exit,
+    }
+    socket_path = control_socket_path(settings)
+    if socket_path is None:
+        options["control_socket_disable"] = True
+    else:
+        options["control_socket"] = str(socket_path)
+    return options
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on host:port: with SO_REUSEPORT a second service would share it silently.
+
+    The probe binds without SO_REUSEPORT, which fails while a socket listens there (ours with the option too);
+    SO_REUSEADDR keeps connections of an earlier run in TIME_WAIT from counting.
+    """
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
     """Start gunicorn with the settings and the flags; returns when it stops."""
     from flask import Flask
@@ -110,6 +156,11 @@ def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
         overrides["dev"] = True
     settings = get_settings().with_overrides(**overrides)
     configure_logging(settings.log_level)
+    if settings.reuse_port and port_in_use(settings.host, settings.port):
+        # gunicorn binds with SO_REUSEPORT, so it would not refuse the address itself: a second service (or an old
+        # one still running) would share the port and half of the calls.
+        print(f"mgcds serve: {settings.host}:{settings.port} is already in use", file=sys.stderr)
+        return 1
     if settings.dev:
         # Made here, before gunicorn forks, so that every worker knows the token; only here, only with --dev.
         settings = settings.with_overrides(dev_review_token=new_dev_review_token(settings.instance_path))
@@ -122,20 +173,8 @@ def run(args: argparse.Namespace, get_settings: SettingsSource) -> int:
 
     class MgcdsApplication(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{settings.host}:{settings.port}")
-            self.cfg.set("workers", settings.workers)
-            self.cfg.set("threads", settings.threads)
-            self.cfg.set("worker_connections", settings.worker_connections)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("timeout", 60)
-            self.cfg.set("graceful_timeout", 20)
-            self.cfg.set("accesslog", None)  # our own log lines carry what is allowed (no PHI in URLs or bodies)
-            self.cfg.set("worker_exit", worker_exit)
-            socket_path = control_socket_path(settings)
-            if socket_path is None:
-                self.cfg.set("control_socket_disable", True)
-            else:
-                self.cfg.set("control_socket", str(socket_path))
+            for name, value in gunicorn_options(settings).items():
+                self.cfg.set(name, value)
 
         def load(self) -> Flask:
             return create_app(settings)

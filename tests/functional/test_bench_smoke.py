@@ -1,4 +1,4 @@
-"""A few seconds of the benchmark (scenarios A and D, two clients) so bench/run.py cannot rot.
+"""A few seconds of the benchmark (scenarios A, D, S and the floor app F, two clients) so bench/run.py cannot rot.
 
 It asserts that the runner starts the real server, drives it with the load generator, writes its JSON and finds
 every call in the audit log with zero errors; it does not assert any latency (that is the benchmark's job, on a
@@ -30,7 +30,9 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
             "--clients",
             "2",
             "--scenarios",
-            "A,D",
+            "A,D,S,F",
+            "--sweep",
+            "2",
             # locust comes with the dev extras; the default driver may try to install wrk with apt-get.
             "--driver",
             "locust",
@@ -48,15 +50,26 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
 
     result = json.loads(output.read_text(encoding="utf-8"))
     by_name = {s["name"]: s for s in result["scenarios"]}
-    assert set(by_name) == {"A", "D"}
+    assert set(by_name) == {"A", "D", "S", "F"}
     for scenario in by_name.values():
         assert scenario["requests"] > 0
         assert scenario["errors"] == 0
     assert result["machine"]["cores"] >= 1
     assert result["settings"]["driver"] == "locust"
     assert result["ratios"]["A/D"] is not None
+    # The workers' own CPU accounting was read around each run, and both workers of each server were found.
+    for scenario in by_name.values():
+        assert scenario["cpu_ms_per_call"] is not None
+        assert scenario["cpu_ms_per_call"] > 0
+        assert len(scenario["worker_cpu_shares"]) == 2
+    body = result["settings"]["realistic_body"]
+    assert body["bytes"] > 10_000
+    assert body["observations"] > 0
+    targets = {t["what"]: t for t in result["targets"]}
+    assert targets["zero errors"]["met"] is True
     audit = result["audit"]
     assert audit["verify_ok"], audit
     # Scenario D (the floor) is not audited; every call of A, warm-up included, must be in the store.
-    assert audit["records"] >= by_name["A"]["requests"] + by_name["A"]["warmup_calls"]
+    audited = ("A", "S")
+    assert audit["records"] >= sum(by_name[n]["requests"] + by_name[n]["warmup_calls"] for n in audited)
     assert audit["all_calls_recorded"]

@@ -26,6 +26,7 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("MGCDS_WORKERS", "3", 3, "0"),
     ("MGCDS_THREADS", "8", 8, "eight"),
     ("MGCDS_WORKER_CONNECTIONS", "16", 16, "0"),
+    ("MGCDS_REUSE_PORT", "off", False, "sometimes"),
     ("MGCDS_LOG_LEVEL", "debug", "DEBUG", "LOUD"),
     ("MGCDS_PUBLIC_BASE_URL", "https://cds.example.org", "https://cds.example.org", "cds.example.org"),
     ("MGCDS_INSTANCE_PATH", "/var/lib/mgcds", Path("/var/lib/mgcds"), ""),

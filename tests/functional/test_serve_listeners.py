@@ -1,0 +1,139 @@
+"""``mgcds serve`` spreads connections over its workers: one SO_REUSEPORT listening socket per worker (issue 17).
+
+With gunicorn's shared socket the workers accept greedily and a few keep-alive connections can all land on one of
+them (measured in docs/performance.md, round 2). Checked here on the real server: each worker listens on a socket
+of its own and the master on none; a second service on the same port is refused instead of silently sharing it;
+the per-instance control socket is still there; ``MGCDS_REUSE_PORT=0`` gives back the shared socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+
+START_SECONDS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _environment(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MGCDS_")}
+    env.update(
+        MGCDS_INSTANCE_PATH=str(tmp_path / "instance"),
+        MGCDS_PORT=str(port),
+        MGCDS_WORKERS="2",
+        MGCDS_THREADS="2",
+        MGCDS_LOG_LEVEL="WARNING",
+        **extra,
+    )
+    return env
+
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, with our interpreter
+        [sys.executable, "-m", "cds_service.cli", "serve", "--dev"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{env['MGCDS_PORT']}"
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            assert process.poll() is None, "mgcds serve exited"
+            try:
+                up = requests.get(base + "/healthz", timeout=2).status_code == 200
+                if up and len(set().union(*listeners(env)) - {process.pid}) == 2:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "mgcds serve did not start both workers"
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def listeners(env: dict[str, str]) -> list[set[int]]:
+    """For each listening socket on the port, the pids holding it (`ss -tlnpH`)."""
+    listing = subprocess.run(
+        ["ss", "-tlnpH", f"( sport = :{env['MGCDS_PORT']} )"], capture_output=True, text=True, check=True
+    ).stdout
+    holders = []
+    for line in listing.splitlines():
+        holders.append({int(part.split(",", 1)[0]) for part in line.split("pid=")[1:]})
+    return holders
+
+
+def _ss_available() -> bool:
+    try:
+        return subprocess.run(["ss", "-V"], capture_output=True, check=False).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+needs_ss = pytest.mark.skipif(not _ss_available(), reason="ss (iproute2) is not installed")
+
+
+@needs_ss
+def test_each_worker_listens_on_its_own_socket_and_the_master_on_none(tmp_path: Path) -> None:
+    port = _free_port()
+    env = _environment(tmp_path, port)
+    with serving(env) as master:
+        holders = listeners(env)
+        assert len(holders) == 2, holders  # one socket per worker
+        assert all(len(pids) == 1 for pids in holders), holders
+        workers = set().union(*holders)
+        assert len(workers) == 2
+        assert master.pid not in workers
+        control = tmp_path / "instance" / f"gunicorn-{port}.ctl"
+        assert stat.S_ISSOCK(control.stat().st_mode)  # the per-instance control socket is still made
+
+        second = subprocess.run(  # noqa: S603 - our own CLI, with our interpreter
+            [sys.executable, "-m", "cds_service.cli", "serve", "--dev"],
+            cwd=PROJECT_ROOT,
+            env={**env, "MGCDS_INSTANCE_PATH": str(tmp_path / "other")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert f"127.0.0.1:{port} is already in use" in second.stderr
+        assert len(listeners(env)) == 2  # the first service kept its sockets, alone
+
+
+@needs_ss
+def test_reuse_port_off_gives_one_socket_shared_by_the_workers(tmp_path: Path) -> None:
+    env = _environment(tmp_path, _free_port(), MGCDS_REUSE_PORT="0")
+    with serving(env) as master:
+        holders = listeners(env)
+        assert len(holders) == 1, holders
+        assert master.pid in holders[0]
+        assert len(holders[0]) == 3  # the master and both workers hold the one socket
