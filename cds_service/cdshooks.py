@@ -25,7 +25,7 @@ CONTEXT_ID_MAX_LENGTH = limits.CONTEXT_ID_MAX
 
 def _no_control_characters(value: str) -> str:
     # An identifier never holds a control character; a NUL would not fit PostgreSQL text (issue 16, B8).
-    if any(ch in limits.CONTROL_CHARACTERS for ch in value):
+    if limits.has_control_character(value):
         raise ValueError("must not contain control characters")
     return value
 

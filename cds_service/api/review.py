@@ -113,7 +113,7 @@ def _text_filter(name: str, errors: list[str]) -> str | None:
     if len(value) > longest:
         errors.append(f"{name}: at most {longest} characters (got {len(value)})")
         return None
-    if any(ch in limits.CONTROL_CHARACTERS for ch in value):
+    if limits.has_control_character(value):
         errors.append(f"{name}: must not contain control characters")
         return None
     if name == "recommendation" and not _RECOMMENDATION.fullmatch(value):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.audit.limits import CONTROL_CHARACTERS, HOOK_INSTANCE_COLUMN
+from cds_service.audit.limits import HOOK_INSTANCE_COLUMN, has_control_character
 
 GENESIS_HASH = "0" * 64
 
@@ -74,7 +74,7 @@ def indexed_value(payload: Mapping[str, Any], name: str) -> Any:
     """The value of column ``name`` for a payload: what the writer stores, the migration fills and verify expects."""
     value = payload.get(name)
     if name == "hook_instance" and isinstance(value, str):
-        fits = len(value) <= HOOK_INSTANCE_COLUMN and not any(ch in CONTROL_CHARACTERS for ch in value)
+        fits = len(value) <= HOOK_INSTANCE_COLUMN and not has_control_character(value)
         return value if fits else None
     return value
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
@@ -25,7 +25,7 @@ def jsonable(value: Any) -> Any:
     # Performance: a call record holds hundreds of plain values; exact built-in types take the short way and
     # give what the general rules below would (subclasses such as enums still take the general rules).
     kind = type(value)
-    if kind is str or kind is int or kind is bool:
+    if kind is str or value is None or kind is int or kind is bool:
         return value
     if kind is dict:
         return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
@@ -60,10 +60,17 @@ def _valid_text(value: Any) -> Any:
     return value
 
 
-def make_entry(event_type: AuditEventType, payload: Mapping[str, Any]) -> PendingEntry:
-    """Give a payload its record id and canonical text (always encodable as UTF-8)."""
+def make_entry(event_type: AuditEventType, payload: Mapping[str, Any], *, plain: Collection[str] = ()) -> PendingEntry:
+    """Give a payload its record id and canonical text (always encodable as UTF-8).
+
+    ``plain`` names top-level fields the caller built from plain JSON values only (lists, dicts with string keys,
+    strings and None): they are taken as they are instead of walked by :func:`jsonable`, which would return an
+    equal copy (performance: the data sources are half the nodes of a call record). Everything else is walked.
+    """
     record_id = uuid.uuid4().hex
-    envelope = jsonable({"record_id": record_id, "event_type": event_type.value, **payload})
+    envelope: dict[str, Any] = {"record_id": record_id, "event_type": event_type.value}
+    for key, value in payload.items():
+        envelope[key if type(key) is str else str(key)] = value if key in plain else jsonable(value)
     text = canonical_json(envelope)
     try:
         text.encode("utf-8")

@@ -3,10 +3,12 @@
 Issue 16 (B8): the API accepted a 100-character card id that the 64-character column refused, and the writer then
 retried that batch forever. The API models (``cds_service.cdshooks``) and the store columns
 (``cds_service.audit.schema``) both read these numbers, and ``tests/unit/audit/test_limits.py`` checks that every
-value the API accepts fits its column. Plain constants: importing this module loads nothing.
+value the API accepts fits its column. Plain constants and one compiled pattern: importing this loads nothing else.
 """
 
 from __future__ import annotations
+
+import re
 
 RECORD_ID_COLUMN = 64  # record ids are uuid4 hex (32)
 CARD_ID_MAX = 64  # a feedback item's ``card``: our card uuids have 36 characters
@@ -30,3 +32,11 @@ TIMESTAMP_COLUMN = 32
 # containing one is refused with 400 (a NUL in patientId stopped the PostgreSQL store before).
 CONTROL_CHARACTERS = "".join(chr(c) for c in range(0x20)) + "\x7f"
 NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+# The same set as a compiled search: on every hook call and every stored value, a scan in C instead of a Python
+# generator over the characters (performance; tests/unit/audit/test_limits.py compares the two definitions).
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_character(value: str) -> bool:
+    """True when ``value`` holds one of CONTROL_CHARACTERS."""
+    return _CONTROL_CHARACTER.search(value) is not None

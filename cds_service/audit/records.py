@@ -181,6 +181,12 @@ def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
         raise ValueError(f"out of range: {text!r} is not within years 1-9999 in UTC") from None
 
 
+# Fields of call_to_payload built from plain JSON values only (lists, dicts with string keys, str and None: the
+# typed str fields of DataSourceRecord and ResourceUsed), which make_entry need not walk. A field listed here must
+# stay so; tests/unit/audit/test_entries_plain.py compares the entries with and without this.
+CALL_PAYLOAD_PLAIN_FIELDS = frozenset({"data_sources"})
+
+
 def call_to_payload(record: CallRecord) -> dict[str, Any]:
     """The JSON payload of a call record (what is hashed and stored)."""
     return {

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from cds_service.audit.chain import INDEX_FIELDS, entry_hash, indexed_value, sha256_hex
 from cds_service.audit.deadline import StoreTimeout, time_limit
 from cds_service.audit.index_keys import card_rows, feedback_row
-from cds_service.audit.limits import CONTROL_CHARACTERS
+from cds_service.audit.limits import has_control_character
 from cds_service.audit.model import AppendOutcome, PendingEntry
 from cds_service.audit.records import AuditEventType
 from cds_service.audit.schema import (
@@ -70,7 +70,7 @@ def _misfit(table_columns: Any, values: Mapping[str, Any]) -> str | None:
         kind = table_columns[name].type
         if isinstance(kind, String) and kind.length is not None and len(value) > kind.length:
             return f"{name} is {len(value)} characters, the column holds {kind.length}"
-        if name != "payload" and any(ch in CONTROL_CHARACTERS for ch in value):
+        if name != "payload" and has_control_character(value):
             return f"{name} contains a control character"
         if "\x00" in value:
             return f"{name} contains a NUL character"

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from cds_service.audit.index_keys import subject_key
 from cds_service.audit.records import format_timestamp, parse_timestamp
@@ -97,6 +97,19 @@ def longest_period(settings: ClinicalSettings) -> timedelta:
     return timedelta(days=days)
 
 
+_cards, _fb = cards_table.c, feedback_table.c
+# Built once (performance: building it per call cost more CPU than running it); the values are bound per call.
+_ACTIVE_QUERY = (
+    select(_cards.recommendation, _cards.indicator, _fb.record_id, _fb.outcome, _fb.reason_code, _fb.answered_at)
+    .select_from(cards_table.join(feedback_table, ISSUED_BY))
+    .where(
+        _cards.subject_key == bindparam("subject_key"),
+        _fb.answered_at >= bindparam("answered_since"),
+        _fb.answered_at <= bindparam("answered_until"),
+    )
+)
+
+
 def _latest_first(found: list[Suppression]) -> list[Suppression]:
     return sorted(found, key=lambda s: (s.code, -s.until.timestamp(), s.feedback_record_id))
 
@@ -131,19 +144,14 @@ class SqlSuppressionSource:
         """The suppressions whose period has not ended at ``now`` for this patient as this EHR names them."""
         if not patient_id or time.monotonic() < self._paused_until:
             return []
-        cards, fb = cards_table.c, feedback_table.c
-        query = (
-            select(cards.recommendation, cards.indicator, fb.record_id, fb.outcome, fb.reason_code, fb.answered_at)
-            .select_from(cards_table.join(feedback_table, ISSUED_BY))
-            .where(
-                cards.subject_key == subject_key(issuer, tenant, patient_id),
-                fb.answered_at >= format_timestamp(now - longest_period(self.settings)),
-                fb.answered_at <= format_timestamp(now),
-            )
-        )
+        parameters = {
+            "subject_key": subject_key(issuer, tenant, patient_id),
+            "answered_since": format_timestamp(now - longest_period(self.settings)),
+            "answered_until": format_timestamp(now),
+        }
         try:
             with reading(self.engine, self.time_limit_seconds, "reading suppressions") as conn:
-                rows = conn.execute(query).all()
+                rows = conn.execute(_ACTIVE_QUERY, parameters).all()
         except AuditStoreError as exc:
             # Fail open: without the store nothing is suppressed, so the card is shown again (the safe direction).
             self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS

@@ -23,6 +23,7 @@ from cds_service.audit.model import AppendOutcome, PendingEntry, Readiness
 from cds_service.audit.quarantine import Quarantine, quarantine_path
 from cds_service.audit.readiness import ReadinessProbe
 from cds_service.audit.records import (
+    CALL_PAYLOAD_PLAIN_FIELDS,
     AuditEventType,
     CallRecord,
     FeedbackCallRecord,
@@ -146,8 +147,11 @@ class SpoolingAuditWriter:
 
     def record_call(self, record: CallRecord) -> str:
         """Record one service call once it is complete in the spool; returns its id (raises AuditNotDurable)."""
-        record = replace(record, occurred_at=aware(record.occurred_at))
-        return self._submit([make_entry(AuditEventType.SERVICE_CALL, call_to_payload(record))])[0]
+        occurred_at = aware(record.occurred_at)
+        if occurred_at is not record.occurred_at:  # replace() only when needed: it costs on every call otherwise
+            record = replace(record, occurred_at=occurred_at)
+        entry = make_entry(AuditEventType.SERVICE_CALL, call_to_payload(record), plain=CALL_PAYLOAD_PLAIN_FIELDS)
+        return self._submit([entry])[0]
 
     def record_feedback(self, record: FeedbackRecord) -> str:
         """Record one feedback item (raises AuditNotDurable)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -71,6 +70,22 @@ def lab_concept(name: str) -> LabConcept | None:
         return LabConcept(name)
     except ValueError:
         return None
+
+
+def with_value(evidence: Evidence, value: str | None, unit: str | None) -> Evidence:
+    """``evidence`` with the value (and unit) as the EHR showed it: ``dataclasses.replace(evidence, value=, unit=)``."""
+    # Built directly: replace() inspects the dataclass's fields on every call, twice per Observation on the hook
+    # path (performance). tests/unit/fhir test that every other field is carried over.
+    return Evidence(
+        resource_type=evidence.resource_type,
+        resource_id=evidence.resource_id,
+        code=evidence.code,
+        display=evidence.display,
+        value=value,
+        unit=unit,
+        date=evidence.date,
+        note=evidence.note,
+    )
 
 
 class ObservationReader:
@@ -138,8 +153,7 @@ class ObservationReader:
             )
         if lab in AUDITC_ITEMS:
             return self._auditc(lab, element, status, when, evidence)
-        result = self._quantity_lab(lab, resource, element, status, when, evidence)
-        return replace(result, loinc_codes=loinc_codes(codings))
+        return self._quantity_lab(lab, resource, element, status, when, evidence, loinc_codes(codings))
 
     def _auditc(
         self, concept: LabConcept, element: Mapping[str, Any], status: str, when: datetime, evidence: Evidence
@@ -152,7 +166,7 @@ class ObservationReader:
             text = element["valueString"]
         band = self.terminology.auditc_band(concept, codings, text, score)
         shown = display_of(codings, text) or (str(score) if score is not None else None)
-        evidence = replace(evidence, value=shown)
+        evidence = with_value(evidence, shown, evidence.unit)
         if band is None:
             return LabResult(concept, status, when, None, evidence, unusable_reason="AUDIT-C answer not recognised")
         return LabResult(concept, status, when, None, evidence, answer_band=band)
@@ -165,6 +179,7 @@ class ObservationReader:
         status: str,
         when: datetime,
         evidence: Evidence,
+        loinc: tuple[str, ...],
     ) -> LabResult:
         raw_quantity = element.get("valueQuantity")
         if isinstance(raw_quantity, dict):
@@ -177,48 +192,97 @@ class ObservationReader:
                     None,
                     evidence,
                     unusable_reason="valueQuantity is not a valid Quantity",
+                    loinc_codes=loinc,
                 )
             if quantity.value is None:
-                return LabResult(concept, status, when, None, evidence, unusable_reason="valueQuantity has no value")
+                return LabResult(
+                    concept,
+                    status,
+                    when,
+                    None,
+                    evidence,
+                    unusable_reason="valueQuantity has no value",
+                    loinc_codes=loinc,
+                )
             finite = finite_number(quantity.value)
             if finite is None:
-                return LabResult(concept, status, when, None, evidence, unusable_reason="value is not a finite number")
+                return LabResult(
+                    concept,
+                    status,
+                    when,
+                    None,
+                    evidence,
+                    unusable_reason="value is not a finite number",
+                    loinc_codes=loinc,
+                )
             number = finite
             comparator = quantity.comparator
             units = [u for u in (quantity.code, quantity.unit) if u]
-            evidence = replace(evidence, value=_shown_number(comparator, number), unit=quantity.unit or quantity.code)
+            evidence = with_value(evidence, _shown_number(comparator, number), quantity.unit or quantity.code)
         elif isinstance(element.get("valueString"), str):
             text_value = element["valueString"]
-            evidence = replace(evidence, value=text_value[:40])
+            evidence = with_value(evidence, text_value[:40], evidence.unit)
             parsed = _NUMBER_WITH_COMPARATOR.match(text_value)
             if parsed is None:
-                return LabResult(concept, status, when, None, evidence, unusable_reason="valueString is not a number")
+                return LabResult(
+                    concept,
+                    status,
+                    when,
+                    None,
+                    evidence,
+                    unusable_reason="valueString is not a number",
+                    loinc_codes=loinc,
+                )
             if concept not in _TEXT_VALUE_CONCEPTS:
                 # A magnesium or creatinine value without a unit could be mg/dL or mmol/L (a 2.4-fold difference):
                 # never guess.
                 return LabResult(
-                    concept, status, when, None, evidence, unusable_reason="value sent as text without a unit"
+                    concept,
+                    status,
+                    when,
+                    None,
+                    evidence,
+                    unusable_reason="value sent as text without a unit",
+                    loinc_codes=loinc,
                 )
             finite = finite_number(parsed.group(2))
             if finite is None:
-                return LabResult(concept, status, when, None, evidence, unusable_reason="value is not a finite number")
+                return LabResult(
+                    concept,
+                    status,
+                    when,
+                    None,
+                    evidence,
+                    unusable_reason="value is not a finite number",
+                    loinc_codes=loinc,
+                )
             comparator, number = parsed.group(1), finite
             units = [_EGFR_CANONICAL_UNIT] if concept == LabConcept.EGFR else []
         elif isinstance(element.get("valueInteger"), int) and not isinstance(element.get("valueInteger"), bool):
             finite = finite_number(element["valueInteger"])
             if finite is None:
-                return LabResult(concept, status, when, None, evidence, unusable_reason="value is not a finite number")
+                return LabResult(
+                    concept,
+                    status,
+                    when,
+                    None,
+                    evidence,
+                    unusable_reason="value is not a finite number",
+                    loinc_codes=loinc,
+                )
             number, comparator, units = finite, None, []
-            evidence = replace(evidence, value=str(element["valueInteger"])[:40])
+            evidence = with_value(evidence, str(element["valueInteger"])[:40], evidence.unit)
         else:
             reason = "no value"
             if isinstance(element.get("dataAbsentReason"), dict):
                 reason = "no value (dataAbsentReason given)"
-            return LabResult(concept, status, when, None, evidence, unusable_reason=reason)
+            return LabResult(concept, status, when, None, evidence, unusable_reason=reason, loinc_codes=loinc)
 
         value, problem = self._convert(number, units, concept)
         if problem is not None:
-            return LabResult(concept, status, when, None, evidence, comparator=comparator, unusable_reason=problem)
+            return LabResult(
+                concept, status, when, None, evidence, comparator=comparator, unusable_reason=problem, loinc_codes=loinc
+            )
         low, high = (None, None)
         if concept == LabConcept.IONIZED_MAGNESIUM:
             low, high = self._mmol_reference_range(resource, element)
@@ -231,6 +295,7 @@ class ObservationReader:
             comparator=comparator,
             reference_low=low,
             reference_high=high,
+            loinc_codes=loinc,
         )
 
     def _convert(self, number: float, units: Sequence[str], concept: LabConcept) -> tuple[float | None, str | None]:

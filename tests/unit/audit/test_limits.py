@@ -61,3 +61,16 @@ def test_control_characters_in_ids_are_refused(value: str) -> None:
         PatientViewContext.model_validate({"userId": "Practitioner/1", "patientId": value})
     with pytest.raises(ValidationError, match="must not contain control characters"):
         FeedbackItem.model_validate({"card": value, "outcome": "overridden", "outcomeTimestamp": "2026-01-01T00:00Z"})
+
+
+def test_has_control_character_is_the_c0_controls_and_del_by_their_code_points() -> None:
+    # The definition written out from the code points (C0 is U+0000..U+001F, DEL is U+007F), not from the module:
+    # every character of the Basic Multilingual Plane, lone surrogates included, and a few beyond it.
+    from cds_service.audit.limits import has_control_character
+
+    for point in [*range(0x10000), 0x1F600, 0x10FFFF]:
+        expected = point <= 0x1F or point == 0x7F
+        assert has_control_character(f"ab{chr(point)}cd") is expected, hex(point)
+    assert not has_control_character("")
+    assert has_control_character("\x00")
+    assert not has_control_character("Practitioner/doc-1 \u00a0\u2028")
