@@ -181,40 +181,20 @@ class ObservationReader:
         evidence: Evidence,
         loinc: tuple[str, ...],
     ) -> LabResult:
+        def unusable(reason: str, shown: Evidence) -> LabResult:
+            # A result the rules cannot use, kept with what was shown of it and why (the card names it).
+            return LabResult(concept, status, when, None, shown, unusable_reason=reason, loinc_codes=loinc)
+
         raw_quantity = element.get("valueQuantity")
         if isinstance(raw_quantity, dict):
             quantity = read_quantity(raw_quantity)
             if quantity is None:
-                return LabResult(
-                    concept,
-                    status,
-                    when,
-                    None,
-                    evidence,
-                    unusable_reason="valueQuantity is not a valid Quantity",
-                    loinc_codes=loinc,
-                )
+                return unusable("valueQuantity is not a valid Quantity", evidence)
             if quantity.value is None:
-                return LabResult(
-                    concept,
-                    status,
-                    when,
-                    None,
-                    evidence,
-                    unusable_reason="valueQuantity has no value",
-                    loinc_codes=loinc,
-                )
+                return unusable("valueQuantity has no value", evidence)
             finite = finite_number(quantity.value)
             if finite is None:
-                return LabResult(
-                    concept,
-                    status,
-                    when,
-                    None,
-                    evidence,
-                    unusable_reason="value is not a finite number",
-                    loinc_codes=loinc,
-                )
+                return unusable("value is not a finite number", evidence)
             number = finite
             comparator = quantity.comparator
             units = [u for u in (quantity.code, quantity.unit) if u]
@@ -224,59 +204,27 @@ class ObservationReader:
             evidence = with_value(evidence, text_value[:40], evidence.unit)
             parsed = _NUMBER_WITH_COMPARATOR.match(text_value)
             if parsed is None:
-                return LabResult(
-                    concept,
-                    status,
-                    when,
-                    None,
-                    evidence,
-                    unusable_reason="valueString is not a number",
-                    loinc_codes=loinc,
-                )
+                return unusable("valueString is not a number", evidence)
             if concept not in _TEXT_VALUE_CONCEPTS:
                 # A magnesium or creatinine value without a unit could be mg/dL or mmol/L (a 2.4-fold difference):
                 # never guess.
-                return LabResult(
-                    concept,
-                    status,
-                    when,
-                    None,
-                    evidence,
-                    unusable_reason="value sent as text without a unit",
-                    loinc_codes=loinc,
-                )
+                return unusable("value sent as text without a unit", evidence)
             finite = finite_number(parsed.group(2))
             if finite is None:
-                return LabResult(
-                    concept,
-                    status,
-                    when,
-                    None,
-                    evidence,
-                    unusable_reason="value is not a finite number",
-                    loinc_codes=loinc,
-                )
+                return unusable("value is not a finite number", evidence)
             comparator, number = parsed.group(1), finite
             units = [_EGFR_CANONICAL_UNIT] if concept == LabConcept.EGFR else []
         elif isinstance(element.get("valueInteger"), int) and not isinstance(element.get("valueInteger"), bool):
             finite = finite_number(element["valueInteger"])
             if finite is None:
-                return LabResult(
-                    concept,
-                    status,
-                    when,
-                    None,
-                    evidence,
-                    unusable_reason="value is not a finite number",
-                    loinc_codes=loinc,
-                )
+                return unusable("value is not a finite number", evidence)
             number, comparator, units = finite, None, []
             evidence = with_value(evidence, str(element["valueInteger"])[:40], evidence.unit)
         else:
             reason = "no value"
             if isinstance(element.get("dataAbsentReason"), dict):
                 reason = "no value (dataAbsentReason given)"
-            return LabResult(concept, status, when, None, evidence, unusable_reason=reason, loinc_codes=loinc)
+            return unusable(reason, evidence)
 
         value, problem = self._convert(number, units, concept)
         if problem is not None:
