@@ -6,12 +6,8 @@ restart. Now the jtis are in the audit database's table: one acceptance in all, 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,64 +20,25 @@ from tests.conftest import PROJECT_ROOT
 from tests.functional.conftest import load_example
 from tests.support.secured_app import ISSUER, PUBLIC_BASE_URL, es384_signing_key
 from tests.support.security import SigningKey, jwks_of, live_claims, sign, write_registry
+from tests.support.served import clean_environment, free_port, serve
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 PV = "/cds-services/mg-patient-view"
-START_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _environment(tmp_path: Path, key: SigningKey, port: int) -> dict[str, str]:
     registry = write_registry(tmp_path / "registry", {ISSUER: {}}, jwks_of(key))
-    env = {name: value for name, value in os.environ.items() if not name.startswith("MGCDS_")}
-    env.update(
-        MGCDS_TRUSTED_ISSUERS=str(registry),
-        MGCDS_INSTANCE_PATH=str(tmp_path / "instance"),
-        MGCDS_PUBLIC_BASE_URL=PUBLIC_BASE_URL,
-        MGCDS_PORT=str(port),
-        MGCDS_WORKERS="2",
-        MGCDS_THREADS="2",
-        MGCDS_LOG_LEVEL="WARNING",
+    return clean_environment(
+        tmp_path / "instance", port, MGCDS_TRUSTED_ISSUERS=str(registry), MGCDS_PUBLIC_BASE_URL=PUBLIC_BASE_URL
     )
-    return env
 
 
 @contextmanager
 def serving(env: dict[str, str]) -> Iterator[str]:
     """``mgcds serve`` (production mode, two workers) until the block ends; yields its base URL."""
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, with our interpreter
-        [sys.executable, "-m", "cds_service.cli", "serve"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{env['MGCDS_PORT']}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            assert process.poll() is None, "mgcds serve exited"
-            try:
-                if requests.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "mgcds serve did not start"
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with serve(env, dev=False):
+        yield f"http://127.0.0.1:{env['MGCDS_PORT']}"
 
 
 def _post(base: str, token: str) -> int:
@@ -97,7 +54,7 @@ def _post(base: str, token: str) -> int:
 
 def test_b3_one_token_is_accepted_once_by_all_workers_and_never_after_a_restart(tmp_path: Path) -> None:
     key = es384_signing_key()
-    env = _environment(tmp_path, key, _free_port())
+    env = _environment(tmp_path, key, free_port())
     subprocess.run(  # noqa: S603 - production creates the audit schema explicitly
         [sys.executable, "-m", "cds_service.cli", "audit", "init"], cwd=PROJECT_ROOT, env=env, check=True, timeout=60
     )

@@ -8,9 +8,6 @@ the per-instance control socket is still there; ``MGCDS_REUSE_PORT=0`` gives bac
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,64 +17,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.conftest import PROJECT_ROOT
+from tests.support.served import clean_environment, free_port, serve
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
-START_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _environment(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("MGCDS_")}
-    env.update(
-        MGCDS_INSTANCE_PATH=str(tmp_path / "instance"),
-        MGCDS_PORT=str(port),
-        MGCDS_WORKERS="2",
-        MGCDS_THREADS="2",
-        MGCDS_LOG_LEVEL="WARNING",
-        **extra,
-    )
-    return env
+    return clean_environment(tmp_path / "instance", port, **extra)
 
 
 @contextmanager
 def serving(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, with our interpreter
-        [sys.executable, "-m", "cds_service.cli", "serve", "--dev"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{env['MGCDS_PORT']}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            assert process.poll() is None, "mgcds serve exited"
-            try:
-                up = requests.get(base + "/healthz", timeout=2).status_code == 200
-                if up and len(set().union(*listeners(env)) - {process.pid}) == 2:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "mgcds serve did not start both workers"
-            time.sleep(0.2)
+    """``mgcds serve --dev`` until the block ends, once both workers listen."""
+    with serve(env, dev=True, ready=lambda process: len(set().union(*listeners(env)) - {process.pid}) == 2) as process:
         yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def listeners(env: dict[str, str]) -> list[set[int]]:
@@ -103,7 +58,7 @@ needs_ss = pytest.mark.skipif(not _ss_available(), reason="ss (iproute2) is not 
 
 @needs_ss
 def test_each_worker_listens_on_its_own_socket_and_the_master_on_none(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = _environment(tmp_path, port)
     with serving(env) as master:
         holders = listeners(env)
@@ -135,7 +90,7 @@ def test_each_worker_listens_on_its_own_socket_and_the_master_on_none(tmp_path: 
 
 @needs_ss
 def test_reuse_port_off_gives_one_socket_shared_by_the_workers(tmp_path: Path) -> None:
-    env = _environment(tmp_path, _free_port(), MGCDS_REUSE_PORT="0")
+    env = _environment(tmp_path, free_port(), MGCDS_REUSE_PORT="0")
     with serving(env) as master:
         holders = listeners(env)
         assert len(holders) == 1, holders
