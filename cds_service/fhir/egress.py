@@ -298,19 +298,12 @@ class _PinnedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _PinnedHTTPSConnection(HTTPSConnection):
-    """An https connection to the vetted address of its exchange; SNI and the certificate check use the name."""
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, HTTPSConnection):
+    """An https connection to the vetted address of its exchange; SNI and the certificate check use the name.
 
-    def _new_conn(self) -> socket.socket:
-        return _pinned_socket(self)
-
-    def connect(self) -> None:
-        _attach(self)
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self)
-        super().request(*args, **kwargs)
+    The pinning methods are the http class's: their ``super()`` calls reach HTTPSConnection first (method order
+    _PinnedHTTPSConnection, _PinnedHTTPConnection, HTTPSConnection, HTTPConnection), so TLS is set up as usual.
+    """
 
 
 class _PinnedHTTPPool(HTTPConnectionPool):
