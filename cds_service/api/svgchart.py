@@ -171,6 +171,25 @@ def swatch(colour: str) -> Markup:
     return _markup(root)
 
 
+def _chart(
+    title: str,
+    chart_id: str,
+    kind: str,
+    categories: Sequence[str],
+    series: Sequence[Series],
+    *,
+    y_label: str,
+    legend: bool,
+) -> tuple[ET.Element, _Frame, ET.Element]:
+    """What every chart starts with: the checked input, the svg root, its axes, the legend, the group of marks."""
+    _check(categories, series)
+    root = _svg(title, chart_id, kind)
+    frame = _Frame(root, categories, series, y_label)
+    if legend:
+        _legend(root, series)
+    return root, frame, ET.SubElement(root, "g", {"class": "marks"})
+
+
 def grouped_bars(
     title: str,
     chart_id: str,
@@ -181,12 +200,7 @@ def grouped_bars(
     legend: bool = True,
 ) -> Markup:
     """Bars side by side per category, one per series; a zero draws no bar (its category shows no mark)."""
-    _check(categories, series)
-    root = _svg(title, chart_id, "bars")
-    frame = _Frame(root, categories, series, y_label)
-    if legend:
-        _legend(root, series)
-    marks = ET.SubElement(root, "g", {"class": "marks"})
+    root, frame, marks = _chart(title, chart_id, "bars", categories, series, y_label=y_label, legend=legend)
     bar = min(frame.slot * 0.8 / max(len(series), 1), _MAX_BAR)
     for i, category in enumerate(categories):
         start = frame.centre(i) - bar * len(series) / 2
@@ -224,12 +238,7 @@ def lines(
     legend: bool = True,
 ) -> Markup:
     """One line per series with a point at every category, zeros included (a line has no gaps)."""
-    _check(categories, series)
-    root = _svg(title, chart_id, "lines")
-    frame = _Frame(root, categories, series, y_label)
-    if legend:
-        _legend(root, series)
-    marks = ET.SubElement(root, "g", {"class": "marks"})
+    root, frame, marks = _chart(title, chart_id, "lines", categories, series, y_label=y_label, legend=legend)
     for item in series:
         points = [(frame.centre(i), frame.y(v)) for i, v in enumerate(item.values)]
         if len(points) > 1:
